@@ -216,6 +216,26 @@ impl Error {
         }
     }
 
+    /// A copy of a DNS lookup error, for sharing one failed query's result
+    /// among its waiters. Errors that cannot be copied (I/O, protocol)
+    /// become a SERVFAIL-like [`Error::DnsFailure`].
+    pub(crate) fn duplicate(&self) -> Self {
+        match self {
+            Self::DnsTimeout { name, server } => Self::DnsTimeout {
+                name: name.clone(),
+                server: *server,
+            },
+            Self::DnsFailure { name, rcode } => Self::DnsFailure {
+                name: name.clone(),
+                rcode: *rcode,
+            },
+            _ => Self::DnsFailure {
+                name: String::new(),
+                rcode: 2,
+            },
+        }
+    }
+
     /// True when DNS did not answer in time.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::DnsTimeout { .. })

@@ -2,9 +2,12 @@
 //! DNS caching, the ENUM zone and its authoritative server.
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod e164;
 mod error;
 pub mod naptr;
+pub mod resolver;
 pub mod rfc3263;
+pub mod zone;
 
 pub use error::{Error, NumberProblem, Result, Side, UriProblem, ZoneProblem};
