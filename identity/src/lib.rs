@@ -1,2 +1,59 @@
-//! Peer and caller identity: TLS configuration and RFC 5922 certificate checks, RFC 4474 and RFC 8224 signing and verification, certificate fetch and cache.
+//! Peer and caller identity: TLS configuration and RFC 5922 certificate
+//! checks, RFC 4474 and RFC 8224 signing and verification, certificate fetch
+//! and cache.
+//!
+//! What it does not do: parse SIP messages (the node hands over header values
+//! as plain strings in a [`RequestView`]), decide policy (whether a call must
+//! be signed) or answer requests. Every failure is an [`Error`] whose
+//! [`Error::status`] is the SIP response to send.
+//!
+//! ```text
+//!            Identity header ──► rfc8224::StirVerifier::prepare ──► cert URL
+//!                                                                    │
+//!   fetch::CertFetcher (allowlist / local repository, HTTPS, cache) ◄┘
+//!                                  │ chain
+//!                                  ▼
+//!            rfc8224::StirVerifier::verify ──► VerificationResult (standard,
+//!                                                 valid or Error, attestation)
+//! ```
+//!
+//! Signing and verifying a SHAKEN PASSporT with a self-issued key:
+//!
+//! ```
+//! use peering_identity::passport::{Attestation, Signer};
+//! use peering_identity::rfc8224::{IdentityHeader, StirSigner};
+//! use peering_identity::RequestView;
+//!
+//! let rng = ring::rand::SystemRandom::new();
+//! let pkcs8 = ring::signature::EcdsaKeyPair::generate_pkcs8(
+//!     &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+//! let signer = StirSigner::new(
+//!     Signer::from_pkcs8_der(pkcs8.as_ref(), "https://sti.example.net/sp.pem").unwrap());
+//! let req = RequestView {
+//!     from: "<sip:+12155550100@a.example;user=phone>;tag=1",
+//!     to: "<tel:+1-215-555-0101>",
+//!     ..RequestView::default()
+//! };
+//! let value = signer.sign_shaken(&req, Attestation::A, "de305d54-75b4-431b-adb2-eb6b9e546014", 1_700_000_000).unwrap();
+//! let header = IdentityHeader::parse(&value).unwrap();
+//! assert_eq!(header.ppt.as_deref(), Some("shaken"));
+//! assert_eq!(header.info.as_deref(), Some("https://sti.example.net/sp.pem"));
+//! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod der;
+mod error;
+pub mod passport;
+mod replay;
+pub mod rfc8224;
+pub mod sip;
+pub mod sti;
+mod verify;
+
+pub use error::{CertProblem, Error, ErrorSource, FetchProblem, InfoProblem, Result};
+pub use replay::ReplayCache;
+pub use verify::{RequestView, Standard, VerificationResult, Verified, sip_date, unix_seconds};
+
+#[cfg(test)]
+mod tests;

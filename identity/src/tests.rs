@@ -1,0 +1,386 @@
+//! Unit tests of the pure core.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
+#[path = "../tests/support/pki.rs"]
+mod pki;
+
+use rustls_pki_types::CertificateDer;
+
+use crate::der::{TnEntry, encode_tn_auth_list, parse_tn_auth_list};
+use crate::passport::{Attestation, Claims, Passport, Signer};
+use crate::rfc8224::{IdentityHeader, StirConfig, StirSigner, StirVerifier, is_passport};
+use crate::sip::{Party, addr_spec, normalize_tn};
+use crate::sti::CertTrust;
+use crate::{CertProblem, Error, ReplayCache, RequestView, sip_date};
+
+const NOW: u64 = 1_800_000_000;
+const X5U: &str = "https://sti.example.net/sp.pem";
+const ORIGID: &str = "123e4567-e89b-12d3-a456-426655440000";
+
+fn req() -> RequestView<'static> {
+    RequestView {
+        from: "\"Alice <x>\" <sip:+1-215-555-0100@a.example;user=phone>;tag=a1",
+        to: "<tel:+12155550101>",
+        call_id: "c1@a.example",
+        cseq: "1 INVITE",
+        ..RequestView::default()
+    }
+}
+
+struct Sti {
+    ca: pki::Ca,
+    leaf: pki::Leaf,
+}
+
+fn sti(edit: impl FnOnce(&mut rcgen::CertificateParams)) -> Sti {
+    let ca = pki::Ca::new("STI-CA");
+    let leaf = ca.leaf("SHAKEN 1234", &[], edit);
+    Sti { ca, leaf }
+}
+
+fn verifier(ca: &pki::Ca) -> StirVerifier {
+    let mut trust = CertTrust::new();
+    trust.add_pem(ca.pem().as_bytes()).unwrap();
+    StirVerifier::new(trust, StirConfig::default())
+}
+
+fn signer(leaf: &pki::Leaf) -> StirSigner {
+    StirSigner::new(Signer::from_pem(&leaf.key_pem, X5U).unwrap())
+}
+
+fn verify(
+    v: &StirVerifier,
+    identity: &str,
+    req: &RequestView<'_>,
+    chain: &[CertificateDer<'static>],
+    now: u64,
+) -> crate::Result<crate::Verified> {
+    v.verify_with(identity, req, now, |url| {
+        assert_eq!(url, X5U);
+        Ok(chain.to_vec())
+    })
+    .outcome
+}
+
+#[test]
+fn addr_spec_forms() {
+    assert_eq!(addr_spec("<sip:a@b>;tag=1"), Some("sip:a@b"));
+    assert_eq!(addr_spec("\"x<y\" <sip:a@b>"), Some("sip:a@b"));
+    assert_eq!(addr_spec("sip:a@b;tag=1"), Some("sip:a@b"));
+    assert_eq!(addr_spec("Bob"), None);
+}
+
+#[test]
+fn tn_normalisation_follows_rfc8224_8_3() {
+    assert_eq!(
+        normalize_tn("+1 (215) 555-0100").as_deref(),
+        Some("12155550100")
+    );
+    assert_eq!(
+        normalize_tn("1.215.555.0100").as_deref(),
+        Some("12155550100")
+    );
+    assert_eq!(normalize_tn("+"), None);
+    assert_eq!(normalize_tn("12a"), None);
+    assert_eq!(
+        Party::from_header("<sip:%2B12155550100@x;user=phone>"),
+        Some(Party::Tn("12155550100".into()))
+    );
+    assert_eq!(
+        Party::from_header("<sips:alice@example.com;transport=tls>"),
+        Some(Party::Uri("sips:alice@example.com".into()))
+    );
+    assert_eq!(
+        Party::from_header("<tel:+44-20-7946-0000;phone-context=x>"),
+        Some(Party::Tn("442079460000".into()))
+    );
+}
+
+#[test]
+fn claims_json_is_canonical() {
+    let claims = Claims::shaken(
+        Party::Tn("12155550121".into()),
+        Party::Tn("12155550131".into()),
+        1443208345,
+        Attestation::A,
+        ORIGID,
+    );
+    // RFC 8588 section 6 example claims, in RFC 8225 section 9 order.
+    assert_eq!(
+        claims.to_json(),
+        r#"{"attest":"A","dest":{"tn":["12155550131"]},"iat":1443208345,"orig":{"tn":"12155550121"},"origid":"123e4567-e89b-12d3-a456-426655440000"}"#
+    );
+}
+
+#[test]
+fn identity_header_parse_and_format() {
+    let value = "aaa.bbb.ccc;info=<https://x.example/c.pem>;alg=ES256;ppt=\"shaken\"";
+    let h = IdentityHeader::parse(value).unwrap();
+    assert_eq!(h.info.as_deref(), Some("https://x.example/c.pem"));
+    assert_eq!(h.ppt.as_deref(), Some("shaken"));
+    assert_eq!(h.to_value(), value.replace('"', ""));
+    assert!(is_passport(value));
+    assert!(!is_passport(
+        "\"ZYNBbHC00VMZr2kZt6VmCvPonWJMGvQTBDqghoWeLxJfzB2a1pxAr3VgrB0SsSAa\""
+    ));
+    assert_eq!(
+        IdentityHeader::parse("not a token").unwrap_err().status().0,
+        438
+    );
+}
+
+#[test]
+fn shaken_sign_and_verify_roundtrip() {
+    let s = sti(|_| {});
+    let v = verifier(&s.ca);
+    let value = signer(&s.leaf)
+        .sign_shaken(&req(), Attestation::B, ORIGID, NOW)
+        .unwrap();
+    let ok = verify(&v, &value, &req(), &[s.leaf.der.clone()], NOW + 5).unwrap();
+    assert_eq!(ok.attestation, Some(Attestation::B));
+    assert_eq!(ok.orig, Party::Tn("12155550100".into()));
+    assert_eq!(ok.origid.as_deref(), Some(ORIGID));
+    // Same header again: replay.
+    let again = verify(&v, &value, &req(), &[s.leaf.der.clone()], NOW + 6).unwrap_err();
+    assert!(matches!(again, Error::Replay));
+    assert_eq!(again.status(), (403, "Replayed Identity"));
+}
+
+#[test]
+fn stale_iat_is_403() {
+    let s = sti(|_| {});
+    let v = verifier(&s.ca);
+    let value = signer(&s.leaf)
+        .sign_shaken(&req(), Attestation::A, ORIGID, NOW)
+        .unwrap();
+    let err = verify(&v, &value, &req(), &[s.leaf.der.clone()], NOW + 61).unwrap_err();
+    assert_eq!(err.status(), (403, "Stale Date"));
+    let err = verify(&v, &value, &req(), &[s.leaf.der.clone()], NOW - 61).unwrap_err();
+    assert!(err.is_stale());
+    verify(&v, &value, &req(), &[s.leaf.der.clone()], NOW + 60).unwrap();
+}
+
+#[test]
+fn tampered_claims_are_438() {
+    let s = sti(|_| {});
+    let v = verifier(&s.ca);
+    let value = signer(&s.leaf)
+        .sign_shaken(&req(), Attestation::C, ORIGID, NOW)
+        .unwrap();
+    let h = IdentityHeader::parse(&value).unwrap();
+    let parts: Vec<&str> = h.token.split('.').collect();
+    let forged = Claims::shaken(
+        Party::Tn("12155550100".into()),
+        Party::Tn("12155550101".into()),
+        NOW,
+        Attestation::A,
+        ORIGID,
+    );
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged.to_json());
+    let tampered = IdentityHeader {
+        token: format!("{}.{}.{}", parts[0], payload, parts[2]),
+        ..h
+    };
+    let err = verify(&v, &tampered.to_value(), &req(), &[s.leaf.der.clone()], NOW).unwrap_err();
+    assert!(matches!(err, Error::BadSignature));
+    assert_eq!(err.status(), (438, "Invalid Identity Header"));
+
+    // A valid signature for another caller does not match this From.
+    let other = RequestView {
+        from: "<sip:+12155559999@a.example>",
+        ..req()
+    };
+    let value = signer(&s.leaf)
+        .sign_shaken(&other, Attestation::A, ORIGID, NOW)
+        .unwrap();
+    let err = verify(&v, &value, &req(), &[s.leaf.der.clone()], NOW).unwrap_err();
+    assert!(matches!(err, Error::ClaimMismatch { claim: "orig" }));
+    assert_eq!(err.status().0, 438);
+}
+
+#[test]
+fn wrong_and_untrusted_certificates_are_rejected() {
+    let s = sti(|_| {});
+    let v = verifier(&s.ca);
+    let value = signer(&s.leaf)
+        .sign_shaken(&req(), Attestation::A, ORIGID, NOW)
+        .unwrap();
+    // Another certificate from the same CA: signature does not verify.
+    let other = s.ca.leaf("other", &[], |_| {});
+    let err = verify(&v, &value, &req(), &[other.der.clone()], NOW).unwrap_err();
+    assert_eq!(err.status().0, 438);
+    // A certificate from an unknown CA: unsupported credential.
+    let rogue = sti(|_| {});
+    let value = signer(&rogue.leaf)
+        .sign_shaken(&req(), Attestation::A, ORIGID, NOW)
+        .unwrap();
+    let err = verify(&v, &value, &req(), &[rogue.leaf.der.clone()], NOW).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Certificate {
+            problem: CertProblem::Untrusted
+        }
+    ));
+    assert_eq!(err.status(), (437, "Unsupported Credential"));
+}
+
+#[test]
+fn intermediate_chain_verifies() {
+    let root = pki::Ca::new("root");
+    let inter = root.intermediate("inter");
+    let leaf = inter.leaf("sp", &[], |_| {});
+    let v = verifier(&root);
+    let value = signer(&leaf)
+        .sign_shaken(&req(), Attestation::A, ORIGID, NOW)
+        .unwrap();
+    verify(&v, &value, &req(), &[leaf.der.clone(), inter.der()], NOW).unwrap();
+    let err = verify(&v, &value, &req(), &[leaf.der.clone()], NOW + 1).unwrap_err();
+    assert_eq!(err.status().0, 437);
+}
+
+#[test]
+fn tn_auth_list_is_honoured() {
+    let list = encode_tn_auth_list(&[
+        TnEntry::Spc("1234".into()),
+        TnEntry::Range {
+            start: "12155550100".into(),
+            count: 10,
+        },
+    ]);
+    assert_eq!(parse_tn_auth_list(&list).unwrap().len(), 2);
+    let s = sti(|p| p.custom_extensions.push(pki::tn_auth_ext(list.clone())));
+    let v = verifier(&s.ca);
+    let value = signer(&s.leaf)
+        .sign_shaken(&req(), Attestation::A, ORIGID, NOW)
+        .unwrap();
+    let ok = verify(&v, &value, &req(), &[s.leaf.der.clone()], NOW).unwrap();
+    assert_eq!(ok.spc, vec!["1234".to_owned()]);
+
+    let outside = RequestView {
+        from: "<sip:+12155550110@a.example>",
+        ..req()
+    };
+    let value = signer(&s.leaf)
+        .sign_shaken(&outside, Attestation::A, ORIGID, NOW)
+        .unwrap();
+    let err = verify(&v, &value, &outside, &[s.leaf.der.clone()], NOW).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Certificate {
+            problem: CertProblem::TnNotAuthorized
+        }
+    ));
+    assert_eq!(err.status().0, 437);
+
+    // SPC-only lists do not restrict numbers.
+    let spc_only = encode_tn_auth_list(&[TnEntry::Spc("777".into())]);
+    let s = sti(|p| p.custom_extensions.push(pki::tn_auth_ext(spc_only)));
+    let v = verifier(&s.ca);
+    let value = signer(&s.leaf)
+        .sign_shaken(&outside, Attestation::A, ORIGID, NOW)
+        .unwrap();
+    assert!(verify(&v, &value, &outside, &[s.leaf.der.clone()], NOW).is_ok());
+}
+
+#[test]
+fn compact_form_rebuilds_claims_from_the_request() {
+    let s = sti(|_| {});
+    let v = verifier(&s.ca);
+    let date = sip_date(NOW);
+    let r = RequestView {
+        date: Some(&date),
+        ..req()
+    };
+    let value = signer(&s.leaf).sign_compact(&r).unwrap();
+    let h = IdentityHeader::parse(&value).unwrap();
+    assert!(h.is_compact());
+    assert_eq!(h.ppt, None);
+    verify(&v, &value, &r, &[s.leaf.der.clone()], NOW + 1).unwrap();
+    // A different To makes the rebuilt claims differ: signature fails.
+    let other = RequestView {
+        to: "<tel:+12155550199>",
+        ..r
+    };
+    let err = verify(&v, &value, &other, &[s.leaf.der.clone()], NOW + 1).unwrap_err();
+    assert!(matches!(err, Error::BadSignature));
+}
+
+#[test]
+fn unsupported_parameters() {
+    let s = sti(|_| {});
+    let v = verifier(&s.ca);
+    let value = signer(&s.leaf)
+        .sign_shaken(&req(), Attestation::A, ORIGID, NOW)
+        .unwrap();
+    let rs = value.replace("alg=ES256", "alg=RS256");
+    assert_eq!(
+        verify(&v, &rs, &req(), &[], NOW).unwrap_err().status().0,
+        437
+    );
+    let ppt = value.replace("ppt=shaken", "ppt=div");
+    assert_eq!(
+        verify(&v, &ppt, &req(), &[], NOW).unwrap_err().status().0,
+        438
+    );
+    let info = value.replace(X5U, "https://evil.example/x.pem");
+    assert_eq!(
+        verify(&v, &info, &req(), &[], NOW).unwrap_err().status().0,
+        438
+    );
+    let no_cert = v.verify_with(&value, &req(), NOW, |url| {
+        Err(Error::FetchFailed {
+            url: url.to_owned(),
+            reason: crate::FetchProblem::NotFound,
+        })
+    });
+    assert_eq!(no_cert.status(), Some((436, "Bad Identity Info")));
+    assert_eq!(no_cert.cdr_token(), "436");
+}
+
+#[test]
+fn sec1_keys_load() {
+    // openssl ecparam -genkey writes SEC1 "EC PRIVATE KEY"; convert an rcgen key.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let pkcs8 = key.serialize_der();
+    // PKCS#8 wraps the SEC1 structure in an OCTET STRING at the end.
+    let sec1_start = pkcs8
+        .windows(3)
+        .position(|w| w == [0x30, 0x77, 0x02])
+        .or_else(|| pkcs8.windows(3).position(|w| w == [0x30, 0x6b, 0x02]));
+    if let Some(start) = sec1_start {
+        let sec1 = &pkcs8[start..];
+        let pem = format!(
+            "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
+            {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(sec1)
+            }
+        );
+        let s = Signer::from_pem(&pem, X5U).unwrap();
+        assert_eq!(s.public_point(), key.public_key_raw());
+    } else {
+        panic!("no SEC1 structure in PKCS#8 output");
+    }
+}
+
+#[test]
+fn passport_decode_rejects_garbage() {
+    assert!(Passport::decode("a.b").is_err());
+    assert!(Passport::decode("!!.!!.!!").is_err());
+    assert_eq!(Passport::decode("e30.e30.AA").unwrap_err().status().0, 438);
+}
+
+#[test]
+fn replay_cache_is_bounded_and_expires() {
+    let cache = ReplayCache::new(3);
+    assert!(cache.check_and_insert(b"a", 100, 10));
+    assert!(!cache.check_and_insert(b"a", 100, 11));
+    assert!(cache.check_and_insert(b"b", 100, 11));
+    assert!(cache.check_and_insert(b"c", 100, 11));
+    assert!(cache.check_and_insert(b"d", 100, 11));
+    assert_eq!(cache.len(), 3);
+    // Expired entries are forgotten.
+    assert!(cache.check_and_insert(b"b", 300, 200));
+    assert_eq!(cache.len(), 1);
+}
