@@ -1,0 +1,389 @@
+//! Building outgoing messages from received ones.
+
+use std::fmt::Write as _;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::header::HeaderName;
+use super::lex::{is_token, split_list};
+use super::message::Message;
+use super::uri::Uri;
+use crate::error::ParseError;
+
+#[derive(Debug, Clone)]
+enum Entry {
+    /// A field of the original message, copied byte for byte.
+    Orig(usize),
+    /// An original field whose leading values were removed: name as
+    /// received, then the value from this absolute offset to the field's end.
+    Trimmed { idx: usize, from: usize },
+    /// A new field.
+    New { name: HeaderName, value: String },
+}
+
+/// Modifies a copy of a received message. Untouched header fields are copied
+/// byte for byte; [`Editor::finish`] always writes a correct Content-Length.
+#[derive(Debug, Clone)]
+pub struct Editor {
+    msg: Message,
+    start_line: Option<String>,
+    entries: Vec<Entry>,
+    body: Option<Bytes>,
+}
+
+impl Message {
+    /// Starts modifying a copy of this message.
+    pub fn edit(&self) -> Editor {
+        Editor {
+            msg: self.clone(),
+            start_line: None,
+            entries: (0..self.p.fields.len()).map(Entry::Orig).collect(),
+            body: None,
+        }
+    }
+}
+
+impl Editor {
+    fn name_of<'a>(&'a self, e: &'a Entry) -> &'a HeaderName {
+        match e {
+            Entry::Orig(i) | Entry::Trimmed { idx: i, .. } => &self.msg.p.fields[*i].name,
+            Entry::New { name, .. } => name,
+        }
+    }
+
+    fn value_of<'a>(&'a self, e: &'a Entry) -> &'a str {
+        match e {
+            Entry::Orig(i) => self.msg.str_at(self.msg.p.fields[*i].value.clone()),
+            Entry::Trimmed { idx, from } => {
+                self.msg.str_at(*from..self.msg.p.fields[*idx].value.end)
+            }
+            Entry::New { value, .. } => value,
+        }
+    }
+
+    /// Replaces the Request-URI (requests only; ignored for responses).
+    pub fn set_request_uri(&mut self, uri: &Uri) -> &mut Self {
+        if let Some(m) = self.msg.method() {
+            self.start_line = Some(format!("{m} {uri} SIP/2.0"));
+        }
+        self
+    }
+
+    /// Inserts a field before the first field of that name (at the top of the
+    /// header section when there is none): a new top Via or Record-Route.
+    pub fn prepend_header(&mut self, name: HeaderName, value: &str) -> &mut Self {
+        let pos = self
+            .entries
+            .iter()
+            .position(|e| self.name_of(e) == &name)
+            .unwrap_or(0);
+        self.entries.insert(
+            pos,
+            Entry::New {
+                name,
+                value: value.to_owned(),
+            },
+        );
+        self
+    }
+
+    /// Appends a field after all others.
+    pub fn append_header(&mut self, name: HeaderName, value: &str) -> &mut Self {
+        self.entries.push(Entry::New {
+            name,
+            value: value.to_owned(),
+        });
+        self
+    }
+
+    /// Removes the first value of a header (top Via, top Route), also when it
+    /// shares a field line with other comma-separated values.
+    pub fn remove_first_value(&mut self, name: &HeaderName) -> &mut Self {
+        let Some(pos) = self.entries.iter().position(|e| self.name_of(e) == name) else {
+            return self;
+        };
+        let entry = self.entries[pos].clone();
+        let value = self.value_of(&entry);
+        let mut items = split_list(value).filter(|(a, e)| a < e);
+        let _first = items.next();
+        let rest = items.next().map(|(a, _)| a);
+        match (rest, entry) {
+            (None, _) => {
+                self.entries.remove(pos);
+            }
+            (Some(a), Entry::Orig(idx)) => {
+                let from = self.msg.p.fields[idx].value.start + a;
+                self.entries[pos] = Entry::Trimmed { idx, from };
+            }
+            (Some(a), Entry::Trimmed { idx, from }) => {
+                self.entries[pos] = Entry::Trimmed {
+                    idx,
+                    from: from + a,
+                };
+            }
+            (Some(a), Entry::New { name, value }) => {
+                let value = value[a..].to_owned();
+                self.entries[pos] = Entry::New { name, value };
+            }
+        }
+        self
+    }
+
+    /// Removes every field of that name.
+    pub fn remove_header(&mut self, name: &HeaderName) -> &mut Self {
+        let keep: Vec<Entry> = self
+            .entries
+            .iter()
+            .filter(|e| self.name_of(e) != name)
+            .cloned()
+            .collect();
+        self.entries = keep;
+        self
+    }
+
+    /// Replaces all fields of that name with one field (in the place of the
+    /// first, or appended when there is none).
+    pub fn set_header(&mut self, name: HeaderName, value: &str) -> &mut Self {
+        let new = Entry::New {
+            name: name.clone(),
+            value: value.to_owned(),
+        };
+        match self.entries.iter().position(|e| self.name_of(e) == &name) {
+            Some(pos) => {
+                self.entries[pos] = new;
+                let mut i = pos + 1;
+                while i < self.entries.len() {
+                    if self.name_of(&self.entries[i]) == &name {
+                        self.entries.remove(i);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            None => self.entries.push(new),
+        }
+        self
+    }
+
+    /// Sets Max-Forwards.
+    pub fn set_max_forwards(&mut self, n: u32) -> &mut Self {
+        self.set_header(HeaderName::MaxForwards, &n.to_string())
+    }
+
+    /// Replaces the body. With `Some(content_type)` Content-Type is set; with
+    /// `None` and an empty body Content-Type is removed; Content-Length is
+    /// always fixed by [`Editor::finish`].
+    pub fn set_body(&mut self, content_type: Option<&str>, body: Bytes) -> &mut Self {
+        match content_type {
+            Some(ct) => {
+                self.set_header(HeaderName::ContentType, ct);
+            }
+            None if body.is_empty() => {
+                self.remove_header(&HeaderName::ContentType);
+            }
+            None => {}
+        }
+        self.body = Some(body);
+        self
+    }
+
+    /// Serialises the edited message.
+    pub fn finish(&self) -> Bytes {
+        let m = &self.msg;
+        let body: &[u8] = match &self.body {
+            Some(b) => b,
+            None => m.body(),
+        };
+        let mut out = BytesMut::with_capacity(m.as_bytes().len() + 256);
+        match &self.start_line {
+            Some(s) => out.put_slice(s.as_bytes()),
+            None => out.put_slice(&m.buf[m.p.start_line.clone()]),
+        }
+        out.put_slice(b"\r\n");
+        let mut cl_written = false;
+        let write_cl = |out: &mut BytesMut, orig: Option<usize>| {
+            if let Some(i) = orig {
+                let f = &m.p.fields[i];
+                let same = super::message::parse_content_length(m.str_at(f.value.clone()))
+                    .is_ok_and(|n| n == body.len());
+                if same {
+                    out.put_slice(&m.buf[f.line.clone()]);
+                    out.put_slice(b"\r\n");
+                    return;
+                }
+            }
+            let mut s = String::with_capacity(24);
+            let _ = write!(s, "Content-Length: {}\r\n", body.len());
+            out.put_slice(s.as_bytes());
+        };
+        for e in &self.entries {
+            if self.name_of(e) == &HeaderName::ContentLength {
+                if !cl_written {
+                    cl_written = true;
+                    write_cl(
+                        &mut out,
+                        if let Entry::Orig(i) = e {
+                            Some(*i)
+                        } else {
+                            None
+                        },
+                    );
+                }
+                continue;
+            }
+            match e {
+                Entry::Orig(i) => out.put_slice(&m.buf[m.p.fields[*i].line.clone()]),
+                Entry::Trimmed { idx, from } => {
+                    let f = &m.p.fields[*idx];
+                    out.put_slice(&m.buf[f.name_range.clone()]);
+                    out.put_slice(b": ");
+                    out.put_slice(&m.buf[*from..f.line.end]);
+                }
+                Entry::New { name, value } => {
+                    out.put_slice(name.as_str().as_bytes());
+                    out.put_slice(b": ");
+                    out.put_slice(value.as_bytes());
+                }
+            }
+            out.put_slice(b"\r\n");
+        }
+        if !cl_written {
+            write_cl(&mut out, None);
+        }
+        out.put_slice(b"\r\n");
+        out.put_slice(body);
+        out.freeze()
+    }
+}
+
+/// A response to `req` (RFC 3261 §8.2.6.2, §16.7): Via (all), From, To
+/// (with `to_tag` added when To has no tag), Call-ID, CSeq copied, then
+/// `extra_headers`, then `Content-Length: 0`.
+pub fn response_to(
+    req: &Message,
+    status: u16,
+    reason: &str,
+    to_tag: Option<&str>,
+    extra_headers: &[(HeaderName, &str)],
+) -> Bytes {
+    let mut out = BytesMut::with_capacity(512);
+    let mut s = String::with_capacity(32);
+    let _ = write!(s, "SIP/2.0 {status} {reason}\r\n");
+    out.put_slice(s.as_bytes());
+    let copy = |out: &mut BytesMut, name: &HeaderName| {
+        for f in req.p.fields.iter().filter(|f| &f.name == name) {
+            out.put_slice(&req.buf[f.line.clone()]);
+            out.put_slice(b"\r\n");
+        }
+    };
+    copy(&mut out, &HeaderName::Via);
+    copy(&mut out, &HeaderName::From);
+    for f in req.p.fields.iter().filter(|f| f.name == HeaderName::To) {
+        out.put_slice(&req.buf[f.line.clone()]);
+        if let Some(tag) = to_tag
+            && req.to().tag().is_none()
+        {
+            out.put_slice(b";tag=");
+            out.put_slice(tag.as_bytes());
+        }
+        out.put_slice(b"\r\n");
+    }
+    copy(&mut out, &HeaderName::CallId);
+    copy(&mut out, &HeaderName::CSeq);
+    for (name, value) in extra_headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"Content-Length: 0\r\n\r\n");
+    out.freeze()
+}
+
+/// For a datagram that failed [`Message::parse`]: when it is a request whose
+/// Via, From, To, Call-ID and CSeq lines can still be found, the 400 (or
+/// 505) response to send back. `None` for responses, for messages that
+/// parse, and when there is nothing to address the answer to.
+pub fn parse_request_for_error_response(buf: &[u8]) -> Option<Bytes> {
+    let Err(err) = Message::parse(Bytes::copy_from_slice(buf)) else {
+        return None;
+    };
+    error_response(buf, &err)
+}
+
+/// Like [`parse_request_for_error_response`] with the error already known.
+pub fn error_response(buf: &[u8], err: &ParseError) -> Option<Bytes> {
+    let (status, reason) = err.status()?;
+    let mut start = 0;
+    while buf[start..].starts_with(b"\r\n") {
+        start += 2;
+    }
+    let buf = &buf[start..];
+    let first = buf.split(|b| *b == b'\r' || *b == b'\n').next()?;
+    let method_end = first.iter().position(|b| *b == b' ')?;
+    let method = &first[..method_end];
+    if method.is_empty() || !method.iter().all(|b| is_token(*b)) || method.starts_with(b"SIP/") {
+        return None;
+    }
+    // Header lines up to the empty line (or the end), folding joined.
+    let head_end = memchr::memmem::find(buf, b"\r\n\r\n").map_or(buf.len(), |p| p + 2);
+    let head = &buf[..head_end];
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    for raw in head.split(|b| *b == b'\n').skip(1) {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.is_empty() {
+            continue;
+        }
+        if matches!(raw[0], b' ' | b'\t') {
+            if let Some(last) = lines.last_mut() {
+                last.extend_from_slice(b"\r\n");
+                last.extend_from_slice(raw);
+            }
+            continue;
+        }
+        lines.push(raw.to_vec());
+    }
+    let name_of = |l: &[u8]| {
+        let n = l.iter().position(|b| !is_token(*b)).unwrap_or(l.len());
+        HeaderName::from_wire(std::str::from_utf8(&l[..n]).unwrap_or_default())
+    };
+    let wanted = [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ];
+    let mut out = BytesMut::with_capacity(512);
+    out.put_slice(format!("SIP/2.0 {status} {reason}\r\n").as_bytes());
+    for want in &wanted {
+        let mut found = false;
+        for l in lines.iter().filter(|l| &name_of(l) == want) {
+            if want == &HeaderName::To && found {
+                break;
+            }
+            found = true;
+            out.put_slice(l);
+            if want == &HeaderName::To && !contains_tag(l) {
+                out.put_slice(format!(";tag={:08x}", fnv(buf)).as_bytes());
+            }
+            out.put_slice(b"\r\n");
+        }
+        if !found && matches!(want, HeaderName::Via) {
+            return None;
+        }
+    }
+    out.put_slice(b"Content-Length: 0\r\n\r\n");
+    Some(out.freeze())
+}
+
+fn contains_tag(line: &[u8]) -> bool {
+    line.windows(4).any(|w| w.eq_ignore_ascii_case(b"tag="))
+}
+
+/// A deterministic To tag for stateless error responses.
+fn fnv(b: &[u8]) -> u32 {
+    b.iter().fold(0x811c_9dc5_u32, |h, c| {
+        (h ^ u32::from(*c)).wrapping_mul(0x0100_0193)
+    })
+}

@@ -1,0 +1,646 @@
+//! The parsed message: one buffer, byte ranges, a few typed headers.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memchr::memmem;
+
+use super::header::HeaderName;
+use super::lex::{is_lws, is_token, split_list, trim_lws};
+use super::method::Method;
+use super::uri::Uri;
+use super::value::{CSeq, NameAddr, Via};
+use crate::error::ParseError;
+
+/// One header field as received.
+#[derive(Debug, Clone)]
+pub(crate) struct Field {
+    /// The name, mapped (compact forms resolved).
+    pub(crate) name: HeaderName,
+    /// From the first octet of the name to the end of the last line of the
+    /// field (CRLF excluded): the whole field, folding kept.
+    pub(crate) line: Range<usize>,
+    /// The range of the name as spelled on the wire.
+    pub(crate) name_range: Range<usize>,
+    /// The value without leading/trailing LWS (folding inside kept).
+    pub(crate) value: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+enum Start {
+    Request { method: Method, uri: Uri },
+    Response { status: u16, reason: Range<usize> },
+}
+
+/// A SIP request or response.
+///
+/// Owns one [`Bytes`] holding exactly the wire form of the message (trailing
+/// octets of a datagram after the body are not part of it) and keeps byte
+/// ranges of the start line, every header field and the body. The headers a
+/// proxy needs for validation (top Via, From, To, Call-ID, CSeq,
+/// Max-Forwards, Request-URI) are parsed at parse time; everything else is
+/// parsed on demand and passed through byte for byte. Cloning is cheap
+/// (reference-counted buffer plus ranges).
+///
+/// ```text
+/// generic-message = start-line *message-header CRLF [ message-body ]
+/// start-line      = Request-Line / Status-Line
+/// Request-Line    = Method SP Request-URI SP SIP-Version CRLF
+/// Status-Line     = SIP-Version SP Status-Code SP Reason-Phrase CRLF
+/// ```
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub(crate) buf: Bytes,
+    pub(crate) p: Arc<Parsed>,
+}
+
+/// What parsing found; shared between clones.
+#[derive(Debug)]
+pub(crate) struct Parsed {
+    start: Start,
+    pub(crate) start_line: Range<usize>,
+    pub(crate) fields: Vec<Field>,
+    pub(crate) body: Range<usize>,
+    top_via: Via,
+    from: NameAddr,
+    to: NameAddr,
+    call_id: Range<usize>,
+    cseq: CSeq,
+    max_forwards: Option<u32>,
+}
+
+/// Where a single-valued header was first seen.
+#[derive(Default)]
+struct Singles {
+    from: Option<usize>,
+    to: Option<usize>,
+    call_id: Option<usize>,
+    cseq: Option<usize>,
+    max_forwards: Option<usize>,
+    content_length: Option<usize>,
+    content_type: Option<usize>,
+    expires: Option<usize>,
+}
+
+impl Singles {
+    fn slot(&mut self, name: &HeaderName) -> Option<&mut Option<usize>> {
+        Some(match name {
+            HeaderName::From => &mut self.from,
+            HeaderName::To => &mut self.to,
+            HeaderName::CallId => &mut self.call_id,
+            HeaderName::CSeq => &mut self.cseq,
+            HeaderName::MaxForwards => &mut self.max_forwards,
+            HeaderName::ContentLength => &mut self.content_length,
+            HeaderName::ContentType => &mut self.content_type,
+            HeaderName::Expires => &mut self.expires,
+            _ => return None,
+        })
+    }
+}
+
+fn utf8(b: &[u8]) -> &str {
+    // The header section is validated as UTF-8 at parse time and every range
+    // ends on an ASCII delimiter, so this never falls back.
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
+/// Checks `SIP/x.y`: Ok for 2.0, 505 for another well-formed version.
+fn check_version(v: &str) -> Result<(), ParseError> {
+    let b = v.as_bytes();
+    if b.len() < 7 || !b[..4].eq_ignore_ascii_case(b"SIP/") {
+        return Err(ParseError::BadVersion);
+    }
+    let (major, minor) = v[4..].split_once('.').ok_or(ParseError::BadVersion)?;
+    let num = |s: &str| {
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(ParseError::BadVersion);
+        }
+        Ok(s.parse::<u32>().unwrap_or(u32::MAX))
+    };
+    let (major, minor) = (num(major)?, num(minor)?);
+    if (major, minor) == (2, 0) {
+        Ok(())
+    } else {
+        Err(ParseError::VersionNotSupported { major, minor })
+    }
+}
+
+/// Parses a Content-Length value (`1*DIGIT`).
+pub(crate) fn parse_content_length(v: &str) -> Result<usize, ParseError> {
+    let v = trim_lws(v);
+    if v.is_empty() || !v.bytes().all(|c| c.is_ascii_digit()) {
+        return Err(ParseError::BadHeaderValue {
+            name: "Content-Length",
+        });
+    }
+    let d = v.trim_start_matches('0');
+    if d.len() > 12 {
+        return Err(ParseError::ValueOutOfRange {
+            name: "Content-Length",
+        });
+    }
+    Ok(d.parse().unwrap_or(0))
+}
+
+/// `rfc1123-date = wkday "," SP date1 SP time SP "GMT"` (RFC 3261 §20.17).
+fn is_rfc1123_date(v: &str) -> bool {
+    let b = v.as_bytes();
+    if b.len() != 29 {
+        return false;
+    }
+    let digits = |r: Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    DAYS.contains(&&v[0..3])
+        && &v[3..5] == ", "
+        && digits(5..7)
+        && b[7] == b' '
+        && MONTHS.contains(&&v[8..11])
+        && b[11] == b' '
+        && digits(12..16)
+        && b[16] == b' '
+        && digits(17..19)
+        && b[19] == b':'
+        && digits(20..22)
+        && b[22] == b':'
+        && digits(23..25)
+        && &v[25..] == " GMT"
+}
+
+fn bad(name: &HeaderName) -> ParseError {
+    ParseError::BadHeaderValue {
+        name: name.static_name(),
+    }
+}
+
+impl Message {
+    /// Parses a whole message from one UDP datagram (or one stream frame).
+    ///
+    /// The body is framed by Content-Length when present: fewer octets than
+    /// declared is an error, octets after it are ignored (and not part of
+    /// [`Message::as_bytes`]). Without Content-Length the body runs to the
+    /// end of the buffer. CRLFs before the start line are skipped.
+    ///
+    /// A request must carry Via (the top one parsed), From, To, Call-ID and
+    /// CSeq (number below 2^31, method equal to the Request-Line's), and no
+    /// repeated single-valued header; Contact, Route and Record-Route must
+    /// parse, and Date, when present, must be an RFC 1123 GMT date.
+    pub fn parse(buf: Bytes) -> Result<Self, ParseError> {
+        let mut off = 0;
+        while buf[off..].starts_with(b"\r\n") {
+            off += 2;
+        }
+        if off >= buf.len() {
+            return Err(ParseError::Empty);
+        }
+        let mut buf = buf.slice(off..);
+        let b = &buf[..];
+        // Index of the CRLF that ends the last header line.
+        let head_crlf = memmem::find(b, b"\r\n\r\n").ok_or(ParseError::Unterminated)?;
+        let head_end = head_crlf + 2;
+        let body_start = head_crlf + 4;
+        let head = std::str::from_utf8(&b[..head_end]).map_err(|_| ParseError::NotUtf8)?;
+        let hb = head.as_bytes();
+        for lf in memchr::memchr_iter(b'\n', hb) {
+            if lf == 0 || hb[lf - 1] != b'\r' {
+                return Err(ParseError::BareLineBreak);
+            }
+        }
+        for cr in memchr::memchr_iter(b'\r', hb) {
+            if hb.get(cr + 1) != Some(&b'\n') {
+                return Err(ParseError::BareLineBreak);
+            }
+        }
+        let sl_end = memchr::memchr(b'\r', hb).unwrap_or(head_crlf);
+        let start_line = &head[..sl_end];
+        let start = parse_start_line(start_line)?;
+
+        // Header fields.
+        let mut fields: Vec<Field> = Vec::with_capacity(16);
+        let mut pos = sl_end + 2;
+        let mut line_no = 1;
+        // (name_start, name_end, colon, end)
+        let mut cur: Option<(usize, usize, usize, usize)> = None;
+        let mut singles = Singles::default();
+        let mut finish = |c: (usize, usize, usize, usize), fields: &mut Vec<Field>| {
+            let (ns, ne, colon, end) = c;
+            let mut vs = colon + 1;
+            while vs < end && is_lws(hb[vs]) {
+                vs += 1;
+            }
+            let mut ve = end;
+            while ve > vs && is_lws(hb[ve - 1]) {
+                ve -= 1;
+            }
+            let name = HeaderName::from_wire(&head[ns..ne]);
+            if let Some(slot) = singles.slot(&name) {
+                if slot.is_some() {
+                    return Err(ParseError::RepeatedHeader {
+                        name: name.static_name(),
+                    });
+                }
+                *slot = Some(fields.len());
+            }
+            fields.push(Field {
+                name,
+                line: ns..end,
+                name_range: ns..ne,
+                value: vs..ve,
+            });
+            Ok(())
+        };
+        while pos < head_end {
+            line_no += 1;
+            // Every LF is preceded by CR (checked above).
+            let le = pos + memchr::memchr(b'\n', &hb[pos..]).unwrap_or(head_end - pos) - 1;
+            if matches!(hb[pos], b' ' | b'\t') {
+                match cur.as_mut() {
+                    Some(c) => c.3 = le,
+                    None => return Err(ParseError::BadHeaderLine { line: line_no }),
+                }
+            } else {
+                if let Some(c) = cur.take() {
+                    finish(c, &mut fields)?;
+                }
+                let mut i = pos;
+                while i < le && is_token(hb[i]) {
+                    i += 1;
+                }
+                let ne = i;
+                while i < le && matches!(hb[i], b' ' | b'\t') {
+                    i += 1;
+                }
+                if ne == pos || i >= le || hb[i] != b':' {
+                    return Err(ParseError::BadHeaderLine { line: line_no });
+                }
+                cur = Some((pos, ne, i, le));
+            }
+            pos = le + 2;
+        }
+        if let Some(c) = cur.take() {
+            finish(c, &mut fields)?;
+        }
+
+        // Framing.
+        let available = buf.len() - body_start;
+        let body = match singles.content_length {
+            Some(i) => {
+                let cl = parse_content_length(&head[fields[i].value.clone()])?;
+                if cl > available {
+                    return Err(ParseError::BodyTooShort {
+                        declared: cl,
+                        available,
+                    });
+                }
+                body_start..body_start + cl
+            }
+            None => body_start..buf.len(),
+        };
+
+        let is_request = matches!(start, Start::Request { .. });
+        let value = |i: usize| &head[fields[i].value.clone()];
+
+        // Via: every value must parse; the first is kept.
+        let mut top_via = None;
+        for f in fields.iter().filter(|f| f.name == HeaderName::Via) {
+            let v = &head[f.value.clone()];
+            for (a, e) in split_list(v) {
+                let via = Via::parse(&v[a..e])?;
+                if top_via.is_none() {
+                    top_via = Some(via);
+                }
+            }
+        }
+        let top_via = top_via.ok_or(ParseError::MissingHeader { name: "Via" })?;
+
+        let addr = |slot: Option<usize>, name: &'static str| -> Result<NameAddr, ParseError> {
+            let i = slot.ok_or(ParseError::MissingHeader { name })?;
+            let a = NameAddr::parse(value(i)).map_err(|_| ParseError::BadHeaderValue { name })?;
+            if let Some(tag) = a.param("tag")
+                && !tag.is_some_and(super::lex::is_token_str)
+            {
+                return Err(ParseError::BadHeaderValue { name });
+            }
+            Ok(a)
+        };
+        let from = addr(singles.from, "From")?;
+        let to = addr(singles.to, "To")?;
+
+        let ci = singles
+            .call_id
+            .ok_or(ParseError::MissingHeader { name: "Call-ID" })?;
+        let cv = value(ci);
+        if cv.is_empty() || !cv.bytes().all(|c| c.is_ascii_graphic()) {
+            return Err(ParseError::BadHeaderValue { name: "Call-ID" });
+        }
+        let call_id = fields[ci].value.clone();
+
+        let si = singles
+            .cseq
+            .ok_or(ParseError::MissingHeader { name: "CSeq" })?;
+        let cseq = CSeq::parse(value(si))?;
+
+        let max_forwards = match singles.max_forwards {
+            Some(i) => {
+                let v = value(i);
+                if v.is_empty() || !v.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(ParseError::BadHeaderValue {
+                        name: "Max-Forwards",
+                    });
+                }
+                // Larger than 255: treated as absent (RFC 4475 §3.1.2.4).
+                let d = v.trim_start_matches('0');
+                if d.is_empty() {
+                    Some(0)
+                } else if d.len() > 3 {
+                    None
+                } else {
+                    d.parse::<u32>().ok().filter(|n| *n <= 255)
+                }
+            }
+            None => None,
+        };
+
+        if let Start::Request { method, .. } = &start {
+            if cseq.seq > 0x7fff_ffff {
+                return Err(ParseError::ValueOutOfRange { name: "CSeq" });
+            }
+            if &cseq.method != method {
+                return Err(ParseError::CSeqMethodMismatch);
+            }
+            if let Some(i) = singles.expires {
+                let v = value(i);
+                if v.is_empty() || !v.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(ParseError::BadHeaderValue { name: "Expires" });
+                }
+            }
+            for f in &fields {
+                let v = &head[f.value.clone()];
+                match f.name {
+                    HeaderName::Date if !is_rfc1123_date(v) => return Err(bad(&f.name)),
+                    HeaderName::Contact if v != "*" => check_addr_list(v, &f.name)?,
+                    HeaderName::Route | HeaderName::RecordRoute => check_addr_list(v, &f.name)?,
+                    _ => {}
+                }
+            }
+        }
+        let _ = is_request;
+        buf.truncate(body.end);
+
+        Ok(Self {
+            buf,
+            p: Arc::new(Parsed {
+                start,
+                start_line: 0..sl_end,
+                fields,
+                body,
+                top_via,
+                from,
+                to,
+                call_id,
+                cseq,
+                max_forwards,
+            }),
+        })
+    }
+
+    pub(crate) fn str_at(&self, r: Range<usize>) -> &str {
+        utf8(&self.buf[r])
+    }
+
+    /// Whether this is a request.
+    pub fn is_request(&self) -> bool {
+        matches!(self.p.start, Start::Request { .. })
+    }
+
+    /// The method of a request.
+    pub fn method(&self) -> Option<&Method> {
+        match &self.p.start {
+            Start::Request { method, .. } => Some(method),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI of a request.
+    pub fn request_uri(&self) -> Option<&Uri> {
+        match &self.p.start {
+            Start::Request { uri, .. } => Some(uri),
+            Start::Response { .. } => None,
+        }
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        match &self.p.start {
+            Start::Response { status, .. } => Some(*status),
+            Start::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response (possibly empty).
+    pub fn reason(&self) -> Option<&str> {
+        match &self.p.start {
+            Start::Response { reason, .. } => Some(self.str_at(reason.clone())),
+            Start::Request { .. } => None,
+        }
+    }
+
+    /// The method a response answers (from CSeq), or the request's method.
+    pub fn cseq_method(&self) -> &Method {
+        &self.p.cseq.method
+    }
+
+    /// The start line as received (CRLF excluded).
+    pub fn start_line(&self) -> &str {
+        self.str_at(self.p.start_line.clone())
+    }
+
+    /// Every header field in order: the name and the value as on the wire
+    /// (folding kept, surrounding LWS trimmed). A line with several
+    /// comma-separated values is one item.
+    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, &str)> {
+        self.p
+            .fields
+            .iter()
+            .map(|f| (&f.name, self.str_at(f.value.clone())))
+    }
+
+    /// The value of the first field with this name.
+    pub fn header(&self, name: &HeaderName) -> Option<&str> {
+        self.p
+            .fields
+            .iter()
+            .find(|f| &f.name == name)
+            .map(|f| self.str_at(f.value.clone()))
+    }
+
+    /// All values of a header, in order: every field, split at top-level
+    /// commas when the header's grammar is a list ([`HeaderName::is_list`]).
+    pub fn header_values(&self, name: &HeaderName) -> Vec<&str> {
+        let mut out = Vec::new();
+        for f in self.p.fields.iter().filter(|f| &f.name == name) {
+            let v = self.str_at(f.value.clone());
+            if name.is_list() {
+                out.extend(split_list(v).filter(|(a, e)| a < e).map(|(a, e)| &v[a..e]));
+            } else {
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    fn addr_list(&self, name: &HeaderName) -> Result<Vec<NameAddr>, ParseError> {
+        let mut out = Vec::new();
+        for f in self.p.fields.iter().filter(|f| &f.name == name) {
+            let v = self.str_at(f.value.clone());
+            if name == &HeaderName::Contact && v == "*" {
+                continue;
+            }
+            for (a, e) in split_list(v) {
+                out.push(NameAddr::parse(&v[a..e]).map_err(|_| bad(name))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every Via value, in order, across lines and commas.
+    pub fn vias(&self) -> Result<Vec<Via>, ParseError> {
+        let mut out = Vec::new();
+        for f in self.p.fields.iter().filter(|f| f.name == HeaderName::Via) {
+            let v = self.str_at(f.value.clone());
+            for (a, e) in split_list(v) {
+                out.push(Via::parse(&v[a..e])?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The top Via (always present in a parsed message).
+    pub fn top_via(&self) -> Option<&Via> {
+        Some(&self.p.top_via)
+    }
+
+    /// The Call-ID.
+    pub fn call_id(&self) -> &str {
+        self.str_at(self.p.call_id.clone())
+    }
+
+    /// The CSeq.
+    pub fn cseq(&self) -> &CSeq {
+        &self.p.cseq
+    }
+
+    /// The From address.
+    pub fn from(&self) -> &NameAddr {
+        &self.p.from
+    }
+
+    /// The To address.
+    pub fn to(&self) -> &NameAddr {
+        &self.p.to
+    }
+
+    /// Max-Forwards, when present and at most 255 (larger values count as absent).
+    pub fn max_forwards(&self) -> Option<u32> {
+        self.p.max_forwards
+    }
+
+    /// Route values, in order.
+    pub fn routes(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.addr_list(&HeaderName::Route)
+    }
+
+    /// Record-Route values, in order.
+    pub fn record_routes(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.addr_list(&HeaderName::RecordRoute)
+    }
+
+    /// Contact values, in order. A `Contact: *` (REGISTER, RFC 3261 §10.2.2)
+    /// contributes nothing; see [`Message::contact_is_star`].
+    pub fn contacts(&self) -> Result<Vec<NameAddr>, ParseError> {
+        self.addr_list(&HeaderName::Contact)
+    }
+
+    /// Whether a Contact field is the wildcard `*`.
+    pub fn contact_is_star(&self) -> bool {
+        self.p
+            .fields
+            .iter()
+            .any(|f| f.name == HeaderName::Contact && self.str_at(f.value.clone()) == "*")
+    }
+
+    /// The body (Content-Length octets, or the rest of the datagram).
+    pub fn body(&self) -> &[u8] {
+        &self.buf[self.p.body.clone()]
+    }
+
+    /// The exact wire bytes of this message (no trailing junk).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The wire bytes as a shared buffer (cheap clone).
+    pub fn to_bytes(&self) -> Bytes {
+        self.buf.clone()
+    }
+
+    /// The top Via's branch, if any.
+    pub fn branch(&self) -> Option<&str> {
+        self.p.top_via.branch()
+    }
+}
+
+fn check_addr_list(v: &str, name: &HeaderName) -> Result<(), ParseError> {
+    for (a, e) in split_list(v) {
+        NameAddr::parse(&v[a..e]).map_err(|_| bad(name))?;
+    }
+    Ok(())
+}
+
+fn parse_start_line(line: &str) -> Result<Start, ParseError> {
+    let sp1 = line.find(' ').ok_or(ParseError::BadStartLine)?;
+    let first = &line[..sp1];
+    if first.len() >= 4 && first.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
+        check_version(first)?;
+        let rest = &line[sp1 + 1..];
+        let (code, reason) = match rest.find(' ') {
+            Some(s) => (&rest[..s], sp1 + 1 + s + 1..line.len()),
+            None => (rest, line.len()..line.len()),
+        };
+        if code.len() != 3 || !code.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(ParseError::BadStatus);
+        }
+        let status: u16 = code.parse().map_err(|_| ParseError::BadStatus)?;
+        if !(100..=699).contains(&status) {
+            return Err(ParseError::BadStatus);
+        }
+        if line[reason.clone()]
+            .bytes()
+            .any(|c| c.is_ascii_control() && c != b'\t')
+        {
+            return Err(ParseError::BadStatus);
+        }
+        return Ok(Start::Response { status, reason });
+    }
+    let sp2 = line.rfind(' ').ok_or(ParseError::BadStartLine)?;
+    if sp2 == sp1 {
+        return Err(ParseError::BadStartLine);
+    }
+    check_version(&line[sp2 + 1..])?;
+    let method: Method = first.parse()?;
+    let uri_s = &line[sp1 + 1..sp2];
+    if uri_s.is_empty() || uri_s.bytes().any(|c| c == b' ' || c == b'\t') {
+        return Err(ParseError::BadRequestUri);
+    }
+    let uri = Uri::parse(uri_s).map_err(|_| ParseError::BadRequestUri)?;
+    if let Uri::Sip(u) = &uri
+        && !u.headers.is_empty()
+    {
+        // RFC 3261 §19.1.1, Table 1: headers are not allowed in a Request-URI.
+        return Err(ParseError::BadRequestUri);
+    }
+    Ok(Start::Request { method, uri })
+}

@@ -1,0 +1,603 @@
+//! URIs: `sip:`/`sips:` (RFC 3261 §19.1, §25.1, IPv6 per RFC 5118), `tel:`
+//! (RFC 3966) and any other absolute URI passed through.
+//!
+//! ```text
+//! SIP-URI  = "sip:" [ userinfo ] hostport uri-parameters [ headers ]
+//! SIPS-URI = "sips:" [ userinfo ] hostport uri-parameters [ headers ]
+//! userinfo = ( user / telephone-subscriber ) [ ":" password ] "@"
+//! hostport = host [ ":" port ]
+//! host     = hostname / IPv4address / IPv6reference
+//! uri-parameters = *( ";" uri-parameter )
+//! headers  = "?" header *( "&" header )
+//! ```
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use super::lex::{eq_ic, escapes_ok, is_unreserved, unescape};
+use crate::error::ParseError;
+
+/// `sip` or `sips`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `sip:`
+    Sip,
+    /// `sips:`
+    Sips,
+}
+
+impl Scheme {
+    /// The scheme name in lower case.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Sip => "sip",
+            Self::Sips => "sips",
+        }
+    }
+}
+
+/// A host: domain name, IPv4 address or IPv6 reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A host name, as received.
+    Domain(String),
+    /// An IPv4 address.
+    V4(Ipv4Addr),
+    /// An IPv6 address (written in brackets).
+    V6(Ipv6Addr),
+}
+
+impl Host {
+    /// Parses `hostname / IPv4address / IPv6reference` (the whole string).
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if let Some(inner) = s.strip_prefix('[') {
+            let inner = inner.strip_suffix(']').ok_or(ParseError::BadUri)?;
+            return inner.parse().map(Self::V6).map_err(|_| ParseError::BadUri);
+        }
+        if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return s.parse().map(Self::V4).map_err(|_| ParseError::BadUri);
+        }
+        if is_hostname(s) {
+            Ok(Self::Domain(s.to_owned()))
+        } else {
+            Err(ParseError::BadUri)
+        }
+    }
+
+    /// Case-insensitive comparison for names, exact for addresses.
+    pub fn equivalent(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Domain(a), Self::Domain(b)) => {
+                eq_ic(a.trim_end_matches('.'), b.trim_end_matches('.'))
+            }
+            _ => self == other,
+        }
+    }
+}
+
+/// `hostname = *( domainlabel "." ) toplabel [ "." ]`
+fn is_hostname(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    if s.is_empty() || s.len() > 255 {
+        return false;
+    }
+    let mut last = "";
+    for label in s.split('.') {
+        let b = label.as_bytes();
+        if b.is_empty()
+            || !b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+            || b[0] == b'-'
+            || b[b.len() - 1] == b'-'
+        {
+            return false;
+        }
+        last = label;
+    }
+    last.as_bytes()[0].is_ascii_alphabetic()
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Domain(d) => f.write_str(d),
+            Self::V4(a) => write!(f, "{a}"),
+            Self::V6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+impl FromStr for Host {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Self::parse(s)
+    }
+}
+
+/// Parameters as `(name, value)` pairs, names and values as received (still escaped).
+pub type Params = Vec<(String, Option<String>)>;
+
+/// Looks up a parameter by case-insensitive name.
+pub(crate) fn find_param<'a>(params: &'a Params, name: &str) -> Option<Option<&'a str>> {
+    params
+        .iter()
+        .find(|(n, _)| eq_ic(n, name))
+        .map(|(_, v)| v.as_deref())
+}
+
+pub(crate) fn write_params(f: &mut fmt::Formatter<'_>, params: &Params) -> fmt::Result {
+    for (n, v) in params {
+        match v {
+            Some(v) => write!(f, ";{n}={v}")?,
+            None => write!(f, ";{n}")?,
+        }
+    }
+    Ok(())
+}
+
+/// A `sip:` or `sips:` URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipUri {
+    /// `sip` or `sips`.
+    pub scheme: Scheme,
+    /// The user part, still %-escaped as received.
+    pub user: Option<String>,
+    /// The password, still %-escaped as received.
+    pub password: Option<String>,
+    /// The host.
+    pub host: Host,
+    /// The port, when given.
+    pub port: Option<u16>,
+    /// URI parameters, in order, as received.
+    pub params: Params,
+    /// URI headers (`?name=value&...`), as received.
+    pub headers: Vec<(String, String)>,
+}
+
+fn is_user_char(b: u8) -> bool {
+    is_unreserved(b)
+        || matches!(
+            b,
+            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
+        )
+}
+
+fn is_password_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',')
+}
+
+fn is_param_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
+}
+
+fn is_hnv_char(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
+}
+
+impl SipUri {
+    /// A URI `sip:host` with nothing else.
+    pub fn new(scheme: Scheme, host: Host) -> Self {
+        Self {
+            scheme,
+            user: None,
+            password: None,
+            host,
+            port: None,
+            params: Vec::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Parses the part after `sip:` / `sips:`.
+    fn parse_rest(scheme: Scheme, s: &str) -> Result<Self, ParseError> {
+        let bytes = s.as_bytes();
+        let (user, password, rest) = match memchr::memchr(b'@', bytes) {
+            Some(at) if bytes[..at].iter().all(|b| is_user_char(*b) || *b == b':') => {
+                let info = &s[..at];
+                let (user, password) = match info.find(':') {
+                    Some(c) => (&info[..c], Some(&info[c + 1..])),
+                    None => (info, None),
+                };
+                if user.is_empty()
+                    || !escapes_ok(user.as_bytes())
+                    || !user.bytes().all(is_user_char)
+                {
+                    return Err(ParseError::BadUri);
+                }
+                if let Some(p) = password
+                    && (!p.bytes().all(is_password_char) || !escapes_ok(p.as_bytes()))
+                {
+                    return Err(ParseError::BadUri);
+                }
+                (Some(user), password, &s[at + 1..])
+            }
+            _ => (None, None, s),
+        };
+        let rb = rest.as_bytes();
+        // host
+        let host_end = if rb.first() == Some(&b'[') {
+            memchr::memchr(b']', rb).ok_or(ParseError::BadUri)? + 1
+        } else {
+            rb.iter()
+                .position(|b| matches!(b, b':' | b';' | b'?'))
+                .unwrap_or(rb.len())
+        };
+        let host = Host::parse(&rest[..host_end])?;
+        let mut i = host_end;
+        let mut port = None;
+        if rb.get(i) == Some(&b':') {
+            let start = i + 1;
+            let end = rb[start..]
+                .iter()
+                .position(|b| matches!(b, b';' | b'?'))
+                .map_or(rb.len(), |p| start + p);
+            port = Some(parse_port(&rest[start..end]).ok_or(ParseError::BadUri)?);
+            i = end;
+        }
+        let mut params = Vec::new();
+        while rb.get(i) == Some(&b';') {
+            let start = i + 1;
+            let end = rb[start..]
+                .iter()
+                .position(|b| matches!(b, b';' | b'?'))
+                .map_or(rb.len(), |p| start + p);
+            let p = &rest[start..end];
+            let (n, v) = match p.find('=') {
+                Some(e) => (&p[..e], Some(&p[e + 1..])),
+                None => (p, None),
+            };
+            if n.is_empty() || !n.bytes().all(is_param_char) || !escapes_ok(n.as_bytes()) {
+                return Err(ParseError::BadUri);
+            }
+            if let Some(v) = v
+                && (v.is_empty() || !v.bytes().all(is_param_char) || !escapes_ok(v.as_bytes()))
+            {
+                return Err(ParseError::BadUri);
+            }
+            params.push((n.to_owned(), v.map(str::to_owned)));
+            i = end;
+        }
+        let mut headers = Vec::new();
+        if rb.get(i) == Some(&b'?') {
+            for h in rest[i + 1..].split('&') {
+                let (n, v) = h.split_once('=').ok_or(ParseError::BadUri)?;
+                if n.is_empty()
+                    || !n.bytes().all(is_hnv_char)
+                    || !v.bytes().all(is_hnv_char)
+                    || !escapes_ok(h.as_bytes())
+                {
+                    return Err(ParseError::BadUri);
+                }
+                headers.push((n.to_owned(), v.to_owned()));
+            }
+            i = rb.len();
+        }
+        if i != rb.len() {
+            return Err(ParseError::BadUri);
+        }
+        Ok(Self {
+            scheme,
+            user: user.map(str::to_owned),
+            password: password.map(str::to_owned),
+            host,
+            port,
+            params,
+            headers,
+        })
+    }
+
+    /// A URI parameter by case-insensitive name: `Some(None)` for a flag.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+
+    /// The `transport` parameter.
+    pub fn transport(&self) -> Option<&str> {
+        self.param("transport").flatten()
+    }
+
+    /// Whether the `lr` parameter is present (loose routing, RFC 3261 §16.4).
+    pub fn is_lr(&self) -> bool {
+        self.param("lr").is_some()
+    }
+
+    /// The `maddr` parameter.
+    pub fn maddr(&self) -> Option<&str> {
+        self.param("maddr").flatten()
+    }
+
+    /// The `user` parameter (`phone`, `ip`, ...).
+    pub fn user_param(&self) -> Option<&str> {
+        self.param("user").flatten()
+    }
+
+    /// The user part with %-escapes decoded (may contain any octet, even NUL).
+    pub fn user_unescaped(&self) -> Option<Vec<u8>> {
+        self.user.as_deref().map(unescape)
+    }
+
+    /// Sets or replaces a parameter.
+    pub fn set_param(&mut self, name: &str, value: Option<&str>) {
+        let value = value.map(str::to_owned);
+        match self.params.iter_mut().find(|(n, _)| eq_ic(n, name)) {
+            Some(p) => p.1 = value,
+            None => self.params.push((name.to_owned(), value)),
+        }
+    }
+
+    /// Removes a parameter (all occurrences).
+    pub fn remove_param(&mut self, name: &str) {
+        self.params.retain(|(n, _)| !eq_ic(n, name));
+    }
+
+    /// URI comparison of RFC 3261 §19.1.4.
+    pub fn equivalent(&self, other: &Self) -> bool {
+        if self.scheme != other.scheme
+            || self.user.as_deref().map(unescape) != other.user.as_deref().map(unescape)
+            || self.password.as_deref().map(unescape) != other.password.as_deref().map(unescape)
+            || !self.host.equivalent(&other.host)
+            || self.port != other.port
+        {
+            return false;
+        }
+        let value_eq = |a: Option<&str>, b: Option<&str>| match (a, b) {
+            (Some(a), Some(b)) => unescape(a).eq_ignore_ascii_case(&unescape(b)),
+            (None, None) => true,
+            _ => false,
+        };
+        for special in ["user", "ttl", "method", "maddr", "transport"] {
+            match (self.param(special), other.param(special)) {
+                (None, None) => {}
+                (Some(a), Some(b)) if value_eq(a, b) => {}
+                _ => return false,
+            }
+        }
+        for (n, v) in &self.params {
+            if let Some(ov) = other.param(n)
+                && !value_eq(v.as_deref(), ov)
+            {
+                return false;
+            }
+        }
+        if self.headers.len() != other.headers.len() {
+            return false;
+        }
+        self.headers.iter().all(|(n, v)| {
+            other.headers.iter().any(|(on, ov)| {
+                unescape(n).eq_ignore_ascii_case(&unescape(on)) && unescape(v) == unescape(ov)
+            })
+        })
+    }
+}
+
+pub(crate) fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+impl fmt::Display for SipUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.scheme.as_str())?;
+        if let Some(u) = &self.user {
+            f.write_str(u)?;
+            if let Some(p) = &self.password {
+                write!(f, ":{p}")?;
+            }
+            f.write_str("@")?;
+        }
+        write!(f, "{}", self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write_params(f, &self.params)?;
+        for (i, (n, v)) in self.headers.iter().enumerate() {
+            write!(f, "{}{n}={v}", if i == 0 { '?' } else { '&' })?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for SipUri {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        match Uri::parse(s)? {
+            Uri::Sip(u) => Ok(u),
+            _ => Err(ParseError::BadUri),
+        }
+    }
+}
+
+/// A `tel:` URI (RFC 3966).
+///
+/// ```text
+/// telephone-uri = "tel:" telephone-subscriber
+/// global-number = "+" 1*phonedigit *par      ; phonedigit = DIGIT / visual-separator
+/// local-number  = 1*phonedigit-hex *par context *par
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelUri {
+    /// The number as received (with `+` for global numbers, visual separators kept).
+    pub number: String,
+    /// Parameters, as received.
+    pub params: Params,
+}
+
+impl TelUri {
+    fn parse_rest(s: &str) -> Result<Self, ParseError> {
+        let mut parts = s.split(';');
+        let number = parts.next().unwrap_or_default();
+        let digits = number.strip_prefix('+').unwrap_or(number);
+        let global = digits.len() != number.len();
+        let ok_char = |b: u8| {
+            b.is_ascii_digit()
+                || matches!(b, b'-' | b'.' | b'(' | b')')
+                || (!global && (b.is_ascii_hexdigit() || b == b'*' || b == b'#'))
+        };
+        if digits.is_empty() || !digits.bytes().all(ok_char) {
+            return Err(ParseError::BadUri);
+        }
+        let mut params = Vec::new();
+        for p in parts {
+            let (n, v) = match p.find('=') {
+                Some(e) => (&p[..e], Some(&p[e + 1..])),
+                None => (p, None),
+            };
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(ParseError::BadUri);
+            }
+            if let Some(v) = v
+                && (v.is_empty() || !v.bytes().all(is_param_char) || !escapes_ok(v.as_bytes()))
+            {
+                return Err(ParseError::BadUri);
+            }
+            params.push((n.to_owned(), v.map(str::to_owned)));
+        }
+        Ok(Self {
+            number: number.to_owned(),
+            params,
+        })
+    }
+
+    /// A parameter by case-insensitive name.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+
+    /// The number without visual separators (`+` kept).
+    pub fn digits(&self) -> String {
+        self.number
+            .chars()
+            .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+            .collect()
+    }
+
+    /// RFC 3966 §4 comparison: numbers without separators, parameters as sets.
+    pub fn equivalent(&self, other: &Self) -> bool {
+        self.digits().eq_ignore_ascii_case(&other.digits())
+            && self.params.len() == other.params.len()
+            && self.params.iter().all(|(n, v)| {
+                other.param(n).is_some_and(|ov| match (v.as_deref(), ov) {
+                    (Some(a), Some(b)) => eq_ic(a, b),
+                    (None, None) => true,
+                    _ => false,
+                })
+            })
+    }
+}
+
+impl fmt::Display for TelUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tel:{}", self.number)?;
+        write_params(f, &self.params)
+    }
+}
+
+/// Any URI the node may meet in a Request-URI or an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uri {
+    /// `sip:` / `sips:`.
+    Sip(SipUri),
+    /// `tel:`.
+    Tel(TelUri),
+    /// Any other absolute URI, kept as received.
+    Other {
+        /// The scheme, as received.
+        scheme: String,
+        /// Everything after the first `:`.
+        rest: String,
+    },
+}
+
+impl Uri {
+    /// Parses an absolute URI. The whole string must be the URI (no LWS).
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let colon = s.find(':').ok_or(ParseError::BadUri)?;
+        let scheme = &s[..colon];
+        let rest = &s[colon + 1..];
+        let sb = scheme.as_bytes();
+        if sb.is_empty()
+            || !sb[0].is_ascii_alphabetic()
+            || !sb
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        {
+            return Err(ParseError::BadUri);
+        }
+        if eq_ic(scheme, "sip") {
+            SipUri::parse_rest(Scheme::Sip, rest).map(Self::Sip)
+        } else if eq_ic(scheme, "sips") {
+            SipUri::parse_rest(Scheme::Sips, rest).map(Self::Sip)
+        } else if eq_ic(scheme, "tel") {
+            TelUri::parse_rest(rest).map(Self::Tel)
+        } else {
+            // absoluteURI = scheme ":" ( hier-part / opaque-part ): any
+            // visible characters except the delimiters of the SIP grammar.
+            if rest.is_empty()
+                || !rest
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'"' | b'\\'))
+            {
+                return Err(ParseError::BadUri);
+            }
+            Ok(Self::Other {
+                scheme: scheme.to_owned(),
+                rest: rest.to_owned(),
+            })
+        }
+    }
+
+    /// The SIP URI, if this is one.
+    pub fn as_sip(&self) -> Option<&SipUri> {
+        match self {
+            Self::Sip(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// URI equality of RFC 3261 §19.1.4 (and RFC 3966 for `tel:`).
+    pub fn equivalent(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Sip(a), Self::Sip(b)) => a.equivalent(b),
+            (Self::Tel(a), Self::Tel(b)) => a.equivalent(b),
+            (
+                Self::Other {
+                    scheme: a,
+                    rest: ra,
+                },
+                Self::Other {
+                    scheme: b,
+                    rest: rb,
+                },
+            ) => eq_ic(a, b) && ra == rb,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sip(u) => u.fmt(f),
+            Self::Tel(u) => u.fmt(f),
+            Self::Other { scheme, rest } => write!(f, "{scheme}:{rest}"),
+        }
+    }
+}
+
+impl FromStr for Uri {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Self::parse(s)
+    }
+}
+
+impl From<SipUri> for Uri {
+    fn from(u: SipUri) -> Self {
+        Self::Sip(u)
+    }
+}

@@ -1,0 +1,404 @@
+//! Typed header values: name-addr (From, To, Contact, Route, ...), Via, CSeq.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::lex::{is_lws, is_token, is_token_str, skip_lws, skip_quoted, skip_token, trim_lws};
+use super::method::Method;
+use super::uri::{Host, Params, Uri, find_param, parse_port, write_params};
+use crate::error::ParseError;
+
+/// Parses `*( SEMI generic-param )` starting at `i` (LWS allowed around `;`
+/// and `=`), up to the end of `s`.
+///
+/// ```text
+/// generic-param = token [ EQUAL gen-value ]
+/// gen-value     = token / host / quoted-string
+/// ```
+pub(crate) fn parse_params(s: &str, mut i: usize) -> Option<Params> {
+    let b = s.as_bytes();
+    let mut params = Vec::new();
+    loop {
+        i = skip_lws(b, i);
+        if i == b.len() {
+            return Some(params);
+        }
+        if b[i] != b';' {
+            return None;
+        }
+        i = skip_lws(b, i + 1);
+        let ns = i;
+        i = skip_token(b, i);
+        if i == ns {
+            return None;
+        }
+        let name = &s[ns..i];
+        let j = skip_lws(b, i);
+        let value = if b.get(j) == Some(&b'=') {
+            let vs = skip_lws(b, j + 1);
+            let ve = if b.get(vs) == Some(&b'"') {
+                skip_quoted(b, vs)?
+            } else {
+                let mut e = vs;
+                while e < b.len() && (is_token(b[e]) || matches!(b[e], b':' | b'[' | b']')) {
+                    e += 1;
+                }
+                e
+            };
+            if ve == vs {
+                return None;
+            }
+            i = ve;
+            Some(s[vs..ve].to_owned())
+        } else {
+            None
+        };
+        params.push((name.to_owned(), value));
+    }
+}
+
+/// An address: `name-addr` or `addr-spec`, with header parameters.
+///
+/// ```text
+/// name-addr    = [ display-name ] LAQUOT addr-spec RAQUOT
+/// display-name = *(token LWS) / quoted-string
+/// from-spec    = ( name-addr / addr-spec ) *( SEMI from-param )
+/// ```
+///
+/// `display` holds the display name without the surrounding quotes, with
+/// backslash escapes kept as received, so that it re-serialises unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// The display name (quotes removed, escapes kept), if any.
+    pub display: Option<String>,
+    /// The URI.
+    pub uri: Uri,
+    /// Header parameters (`tag`, `expires`, `q`, ...), as received.
+    pub params: Params,
+}
+
+impl NameAddr {
+    /// An address `<uri>` without display name or parameters.
+    pub fn new(uri: Uri) -> Self {
+        Self {
+            display: None,
+            uri,
+            params: Vec::new(),
+        }
+    }
+
+    /// Parses one address (one element of a list).
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        parse_name_addr(trim_lws(s)).ok_or(ParseError::BadNameAddr)
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&str> {
+        self.param("tag").flatten()
+    }
+
+    /// A header parameter by case-insensitive name.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+}
+
+fn parse_name_addr(s: &str) -> Option<NameAddr> {
+    let b = s.as_bytes();
+    let (display, lt) = if b.first() == Some(&b'"') {
+        let end = skip_quoted(b, 0)?;
+        let lt = skip_lws(b, end);
+        if b.get(lt) != Some(&b'<') {
+            return None;
+        }
+        (Some(s[1..end - 1].to_owned()), lt)
+    } else {
+        // *(token LWS) followed by '<', or an addr-spec.
+        let mut i = 0;
+        while i < b.len() && (is_token(b[i]) || is_lws(b[i])) {
+            i += 1;
+        }
+        if b.get(i) == Some(&b'<') {
+            let d = trim_lws(&s[..i]);
+            (
+                if d.is_empty() {
+                    None
+                } else {
+                    Some(d.to_owned())
+                },
+                i,
+            )
+        } else {
+            // addr-spec: the URI ends at the first ';' or LWS and may not
+            // contain ',', ';' or '?' (RFC 3261 §20.10).
+            let end = b
+                .iter()
+                .position(|c| *c == b';' || is_lws(*c))
+                .unwrap_or(b.len());
+            let uri_s = &s[..end];
+            if uri_s.contains([',', '?']) {
+                return None;
+            }
+            let uri = Uri::parse(uri_s).ok()?;
+            let params = parse_params(s, end)?;
+            return Some(NameAddr {
+                display: None,
+                uri,
+                params,
+            });
+        }
+    };
+    let gt = lt + 1 + memchr::memchr(b'>', &b[lt + 1..])?;
+    let uri = Uri::parse(&s[lt + 1..gt]).ok()?;
+    let params = parse_params(s, gt + 1)?;
+    Some(NameAddr {
+        display,
+        uri,
+        params,
+    })
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            write!(f, "\"{d}\" ")?;
+        }
+        write!(f, "<{}>", self.uri)?;
+        write_params(f, &self.params)
+    }
+}
+
+impl FromStr for NameAddr {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Self::parse(s)
+    }
+}
+
+/// One Via value.
+///
+/// ```text
+/// via-parm      = sent-protocol LWS sent-by *( SEMI via-params )
+/// sent-protocol = protocol-name SLASH protocol-version SLASH transport
+/// sent-by       = host [ COLON port ]
+/// ```
+///
+/// Only `SIP/2.0` is accepted as protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// The transport token as received (`UDP`, `TCP`, `TLS`, `SCTP`, ...).
+    pub transport: String,
+    /// sent-by host.
+    pub host: Host,
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// Parameters, as received.
+    pub params: Params,
+}
+
+/// The branch prefix of RFC 3261 §8.1.1.7.
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+
+impl Via {
+    /// Parses one Via value (one element of the list).
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        parse_via(trim_lws(s)).ok_or(ParseError::BadVia)
+    }
+
+    /// A parameter by case-insensitive name.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+
+    /// The `branch` parameter.
+    pub fn branch(&self) -> Option<&str> {
+        self.param("branch").flatten()
+    }
+
+    /// Whether the branch carries the RFC 3261 magic cookie (and more than it).
+    pub fn is_rfc3261_branch(&self) -> bool {
+        self.branch()
+            .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
+    }
+
+    /// The `received` parameter.
+    pub fn received(&self) -> Option<&str> {
+        self.param("received").flatten()
+    }
+
+    /// The `rport` parameter (RFC 3581): `Some(None)` when present without value.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.param("rport").map(|v| v.and_then(parse_port))
+    }
+
+    /// `(host, port)` of sent-by.
+    pub fn sent_by(&self) -> (Host, Option<u16>) {
+        (self.host.clone(), self.port)
+    }
+
+    /// Sets or replaces a parameter.
+    pub fn set_param(&mut self, name: &str, value: Option<&str>) {
+        let value = value.map(str::to_owned);
+        match self
+            .params
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(p) => p.1 = value,
+            None => self.params.push((name.to_owned(), value)),
+        }
+    }
+}
+
+fn parse_via(s: &str) -> Option<Via> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut parts = [(0, 0); 3];
+    for (k, part) in parts.iter_mut().enumerate() {
+        if k > 0 {
+            i = skip_lws(b, i);
+            if b.get(i) != Some(&b'/') {
+                return None;
+            }
+            i = skip_lws(b, i + 1);
+        }
+        let st = i;
+        i = skip_token(b, i);
+        if i == st {
+            return None;
+        }
+        *part = (st, i);
+    }
+    if !s[parts[0].0..parts[0].1].eq_ignore_ascii_case("SIP") || &s[parts[1].0..parts[1].1] != "2.0"
+    {
+        return None;
+    }
+    let transport = &s[parts[2].0..parts[2].1];
+    let hs = skip_lws(b, i);
+    if hs == i {
+        return None;
+    }
+    let he = if b.get(hs) == Some(&b'[') {
+        hs + memchr::memchr(b']', &b[hs..])? + 1
+    } else {
+        let mut e = hs;
+        while e < b.len() && (b[e].is_ascii_alphanumeric() || b[e] == b'-' || b[e] == b'.') {
+            e += 1;
+        }
+        e
+    };
+    let host = Host::parse(&s[hs..he]).ok()?;
+    let mut i = he;
+    let mut port = None;
+    let j = skip_lws(b, i);
+    if b.get(j) == Some(&b':') {
+        let ps = skip_lws(b, j + 1);
+        let mut pe = ps;
+        while pe < b.len() && b[pe].is_ascii_digit() {
+            pe += 1;
+        }
+        port = Some(parse_port(&s[ps..pe])?);
+        i = pe;
+    }
+    let params = parse_params(s, i)?;
+    for (n, v) in &params {
+        let ok = match n.to_ascii_lowercase().as_str() {
+            "branch" => v.as_deref().is_some_and(is_token_str),
+            "received" => v.as_deref().is_some_and(|v| {
+                let v = v
+                    .strip_prefix('[')
+                    .and_then(|v| v.strip_suffix(']'))
+                    .unwrap_or(v);
+                v.parse::<std::net::IpAddr>().is_ok()
+            }),
+            "rport" => v.as_deref().is_none_or(|v| parse_port(v).is_some()),
+            "ttl" => v
+                .as_deref()
+                .is_some_and(|v| v.len() <= 3 && v.parse::<u8>().is_ok()),
+            "maddr" => v.as_deref().is_some_and(|v| Host::parse(v).is_ok()),
+            _ => true,
+        };
+        if !ok {
+            return None;
+        }
+    }
+    Some(Via {
+        transport: transport.to_owned(),
+        host,
+        port,
+        params,
+    })
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIP/2.0/{} {}", self.transport, self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write_params(f, &self.params)
+    }
+}
+
+impl FromStr for Via {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Self::parse(s)
+    }
+}
+
+/// CSeq: sequence number and method.
+///
+/// ```text
+/// CSeq = "CSeq" HCOLON 1*DIGIT LWS Method
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    /// Sequence number (< 2^31 in requests, RFC 3261 §8.1.1.5).
+    pub seq: u32,
+    /// Method.
+    pub method: Method,
+}
+
+impl CSeq {
+    /// Parses a CSeq value; numbers up to 2^32-1 are accepted here.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let s = trim_lws(s);
+        let b = s.as_bytes();
+        let de = b
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(b.len());
+        if de == 0 {
+            return Err(ParseError::BadHeaderValue { name: "CSeq" });
+        }
+        let ms = skip_lws(b, de);
+        if ms == de {
+            return Err(ParseError::BadHeaderValue { name: "CSeq" });
+        }
+        let digits = s[..de].trim_start_matches('0');
+        let seq = if digits.is_empty() {
+            0
+        } else if digits.len() > 10 {
+            return Err(ParseError::ValueOutOfRange { name: "CSeq" });
+        } else {
+            digits
+                .parse::<u64>()
+                .ok()
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or(ParseError::ValueOutOfRange { name: "CSeq" })?
+        };
+        let method = s[ms..]
+            .parse()
+            .map_err(|_| ParseError::BadHeaderValue { name: "CSeq" })?;
+        Ok(Self { seq, method })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.seq, self.method)
+    }
+}
