@@ -1,0 +1,204 @@
+//! RFC 3261 §17 timer values (Table 4 of §A) and the retransmission timer shape.
+//!
+//! ```text
+//! Timer    Value            Section               Meaning
+//! ----------------------------------------------------------------------
+//! T1       500ms default    Section 17.1.1.1     RTT Estimate
+//! T2       4s               Section 17.1.2.2     The maximum retransmit
+//!                                                interval for non-INVITE
+//!                                                requests and INVITE
+//!                                                responses
+//! T4       5s               Section 17.1.2.2     Maximum duration a
+//!                                                message will
+//!                                                remain in the network
+//! Timer A  initially T1     Section 17.1.1.2     INVITE request retransmit
+//!                                                interval, for UDP only
+//! Timer B  64*T1            Section 17.1.1.2     INVITE transaction
+//!                                                timeout timer
+//! Timer C  > 3min           Section 16.6         proxy INVITE transaction
+//!                           bullet 11            timeout
+//! Timer D  > 32s for UDP    Section 17.1.1.2     Wait time for response
+//!          0s for TCP/SCTP                       retransmits
+//! Timer E  initially T1     Section 17.1.2.2     non-INVITE request
+//!                                                retransmit interval,
+//!                                                UDP only
+//! Timer F  64*T1            Section 17.1.2.2     non-INVITE transaction
+//!                                                timeout timer
+//! Timer G  initially T1     Section 17.2.1       INVITE response
+//!                                                retransmit interval
+//! Timer H  64*T1            Section 17.2.1       Wait time for
+//!                                                ACK receipt
+//! Timer I  T4 for UDP       Section 17.2.1       Wait time for
+//!          0s for TCP/SCTP                       ACK retransmits
+//! Timer J  64*T1 for UDP    Section 17.2.2       Wait time for
+//!          0s for TCP/SCTP                       non-INVITE request
+//!                                                retransmits
+//! Timer K  T4 for UDP       Section 17.1.2.2     Wait time for
+//!          0s for TCP/SCTP                       response retransmits
+//! ```
+//!
+//! RFC 6026 §8.11 adds Timer L (64*T1, server INVITE "Accepted": wait time
+//! for INVITE retransmissions and 2xx retransmissions from the TU) and
+//! Timer M (64*T1, client INVITE "Accepted": wait time for 2xx
+//! retransmissions). Timer C belongs to the proxy core (it decides whether
+//! to CANCEL), not to the transaction layer.
+
+use std::time::{Duration, Instant};
+
+/// The base timer values every transaction timer is derived from.
+///
+/// `Default` gives the RFC 3261 values (T1 = 500 ms, T2 = 4 s, T4 = 5 s).
+/// RFC 3261 §17.1.1.1 allows a larger T1 on high-latency links and a
+/// smaller one only on networks where the RTT is known to be smaller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimerConfig {
+    /// T1, the round-trip time estimate: the first retransmission interval.
+    pub t1: Duration,
+    /// T2, the cap on the retransmission interval of non-INVITE requests
+    /// (Timer E) and of INVITE final responses (Timer G).
+    pub t2: Duration,
+    /// T4, the longest a message stays in the network: Timers I and K.
+    pub t4: Duration,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        Self::RFC3261
+    }
+}
+
+impl TimerConfig {
+    /// The RFC 3261 defaults: T1 = 500 ms, T2 = 4 s, T4 = 5 s.
+    pub const RFC3261: Self = Self {
+        t1: Duration::from_millis(500),
+        t2: Duration::from_secs(4),
+        t4: Duration::from_secs(5),
+    };
+
+    /// 64*T1: the duration of Timers B, F, H, J (unreliable transports),
+    /// L and M, and also of Timer D (see [`Timer::D`]).
+    pub fn timeout(&self) -> Duration {
+        self.t1.saturating_mul(64)
+    }
+
+    /// The duration of `timer` for the given transport, or `None` for a
+    /// retransmission timer (A, E, G) which never runs on a reliable
+    /// transport. A zero duration means "fires at once": the machines then
+    /// make the transition without arming anything.
+    pub fn duration(&self, timer: Timer, reliability: Reliability) -> Option<Duration> {
+        let reliable = reliability.is_reliable();
+        match timer {
+            Timer::A | Timer::E | Timer::G => (!reliable).then_some(self.t1),
+            Timer::B | Timer::F | Timer::H | Timer::L | Timer::M => Some(self.timeout()),
+            Timer::D | Timer::J => Some(if reliable {
+                Duration::ZERO
+            } else {
+                self.timeout()
+            }),
+            Timer::I | Timer::K => Some(if reliable { Duration::ZERO } else { self.t4 }),
+        }
+    }
+}
+
+/// Whether the transport under a transaction retransmits by itself.
+///
+/// RFC 3261 §17: on a reliable transport (TCP, TLS, SCTP) the
+/// retransmission timers A, E and G are not run, and Timers D, I, J and K
+/// are zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reliability {
+    /// UDP: the transaction layer retransmits.
+    Unreliable,
+    /// TCP, TLS, SCTP, WebSocket: the transport delivers or reports an error.
+    Reliable,
+}
+
+impl Reliability {
+    /// True for [`Reliability::Reliable`].
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Self::Reliable)
+    }
+}
+
+/// The transaction timers, named as in RFC 3261 Table 4 and RFC 6026 §8.11.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Timer {
+    /// Client INVITE request retransmission (T1, doubling, unreliable only).
+    A,
+    /// Client INVITE timeout in "Calling" (64*T1).
+    B,
+    /// Client INVITE wait for final response retransmissions in
+    /// "Completed". The RFC asks for more than 32 s on UDP; this layer uses
+    /// 64*T1, which is 32 s with the default T1 and always covers the
+    /// server's Timer H window, and zero on reliable transports.
+    D,
+    /// Client non-INVITE request retransmission (T1, doubling, capped at
+    /// T2; unreliable only).
+    E,
+    /// Client non-INVITE timeout (64*T1).
+    F,
+    /// Server INVITE final response retransmission (T1, doubling, capped at
+    /// T2; unreliable only).
+    G,
+    /// Server INVITE wait for the ACK (64*T1).
+    H,
+    /// Server INVITE wait for ACK retransmissions in "Confirmed" (T4, zero
+    /// on reliable transports).
+    I,
+    /// Server non-INVITE wait for request retransmissions in "Completed"
+    /// (64*T1, zero on reliable transports).
+    J,
+    /// Client non-INVITE wait for response retransmissions in "Completed"
+    /// (T4, zero on reliable transports).
+    K,
+    /// RFC 6026: server INVITE "Accepted" (64*T1).
+    L,
+    /// RFC 6026: client INVITE "Accepted" (64*T1).
+    M,
+}
+
+/// A running retransmission timer (A, E or G): its deadline and the
+/// interval that led to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Retransmit {
+    pub(crate) at: Instant,
+    interval: Duration,
+}
+
+impl Retransmit {
+    /// Starts a retransmission timer of T1 at `now`, or none on a reliable
+    /// transport.
+    pub(crate) fn start(
+        now: Instant,
+        config: &TimerConfig,
+        reliability: Reliability,
+    ) -> Option<Self> {
+        (!reliability.is_reliable()).then(|| Self {
+            at: now + config.t1,
+            interval: config.t1,
+        })
+    }
+
+    /// The timer after it fired at `now`: the interval doubles, capped at
+    /// `cap` when given (Timer A has no cap; E and G are capped at T2).
+    ///
+    /// The next deadline counts from `now`, not from the missed deadline, so
+    /// a late driver never causes a burst of catch-up retransmissions.
+    pub(crate) fn next(self, now: Instant, cap: Option<Duration>) -> Self {
+        let doubled = self.interval.saturating_mul(2);
+        let interval = cap.map_or(doubled, |cap| doubled.min(cap));
+        Self {
+            at: now + interval,
+            interval,
+        }
+    }
+
+    /// The timer reset to a fixed interval (Timer E in "Proceeding" is
+    /// reset to T2, RFC 3261 §17.1.2.2).
+    pub(crate) fn reset(now: Instant, interval: Duration) -> Self {
+        Self {
+            at: now + interval,
+            interval,
+        }
+    }
+}
