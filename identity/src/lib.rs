@@ -46,6 +46,8 @@ pub mod der;
 mod error;
 pub mod passport;
 mod replay;
+pub mod rfc4474;
+pub mod rfc5922;
 pub mod rfc8224;
 pub mod sip;
 pub mod sti;

@@ -194,3 +194,20 @@ pub(crate) fn split_params(value: &str) -> (&str, Vec<(String, &str)>) {
         .collect();
     (head, params)
 }
+
+/// The host part of a SIP or SIPS URI (`sip:user@host:port;params`),
+/// lower-cased; `None` for other schemes.
+pub fn uri_host(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once(':')?;
+    if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+        return None;
+    }
+    let rest = rest.split([';', '?']).next()?;
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        hostport.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
