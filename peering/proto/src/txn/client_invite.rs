@@ -179,7 +179,7 @@ impl<M: TxnMessage> ClientInvite<M> {
                 State::Completed { ack, timer_d }
             }
             (State::Accepted { timer_m }, Class::Success) => {
-                // RFC 6026 §8.4: 2xx retransmissions (and 2xx from other
+                // RFC 6026: 2xx retransmissions (and 2xx from other
                 // forks) go to the TU.
                 self.out.event(Event::Response { status, response });
                 State::Accepted { timer_m }

@@ -112,7 +112,9 @@ pub enum Event<M> {
     /// (client non-INVITE, no final response) or H (server INVITE, no ACK).
     /// A proxy answers B and F as a 408 from that branch (§16.7 step 6).
     Timeout(Timer),
-    /// The caller reported a transport error (§17.1.4, §17.2.4).
+    /// The caller reported a transport error (§17.1.4, §17.2.4). Client
+    /// and server non-INVITE transactions then terminate; a server INVITE
+    /// transaction stays in its state (RFC 6026 §7.1).
     TransportError,
     /// The transaction reached "Terminated": drop it once its queues are
     /// drained. Always the last event, emitted once.

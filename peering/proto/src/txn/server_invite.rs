@@ -33,22 +33,22 @@ use super::{
 ///     +----|           |      |                 |
 ///     |    | Completed |<-----+                 |
 ///     +--->|           |                        |
-///          |           |  Transport Err.        |
-///          |           |  Inform TU             |
-///          |           |----------------+       |
-///          +-----------+                |       |
-///  ACK      |    |  Timer H fires       |       |
-///  -        |    +----------+           |       V           2xx from TU
-///           V      Inform TU|           |   +----------+    send response
-///       +-----------+       |           |   |          |---------+
-///       |           |       |           |   | Accepted |         |
-///       | Confirmed |       |           |   |          |<--------+
-///       |           |       |           |   +----------+
-///       +-----------+       |           |   INVITE |  ^ |  ACK: to TU
-///         |  ACK: -         |           |   -      +--+ |  Timer L: -
-///         |  Timer I fires  |           |               |
-///         |  -              |           |               |
-///         V                 V           V               V
+///          |           |--------+ Transport Err.|
+///          |           |        | Inform TU     |
+///          |           |<-------+               |
+///          +-----------+                        |
+///  ACK      |    |  Timer H fires               |
+///  -        |    +----------+                   V           2xx from TU
+///           V      Inform TU|               +----------+    send response
+///       +-----------+       |               |          |---------+
+///       |           |       |               | Accepted |         |
+///       | Confirmed |       |               |          |<--------+
+///       |           |       |               +----------+
+///       +-----------+       |      INVITE: -  |  ^  |    ACK: to TU
+///         |  ACK: -         |      Transport  +--+  |    Timer L fires
+///         |  Timer I fires  |      Err.: Inform TU  |    -
+///         |  -              |                       |
+///         V                 V                       V
 ///       +-------------------------------------------------+
 ///       |                    Terminated                   |
 ///       +-------------------------------------------------+
@@ -63,6 +63,14 @@ use super::{
 /// answers within 200 ms. From then on, INVITE retransmissions in
 /// "Proceeding" are absorbed and the most recent provisional response is
 /// sent again.
+///
+/// **Transport errors** (RFC 6026 §7.1, replacing RFC 3261 §17.2.4 for
+/// INVITE): "A server transaction MUST NOT discard transaction state based
+/// only on encountering a non-recoverable transport error when sending a
+/// response. Instead, the associated INVITE server transaction state
+/// machine MUST remain in its current state." The TU is told with
+/// [`Event::TransportError`]; Timers H, I and L end the transaction (in
+/// "Proceeding" the TU's final response does).
 ///
 /// Timer G runs only on unreliable transports (T1, doubling up to T2);
 /// Timer H (64*T1) runs on every transport and ends "Completed" with
@@ -128,7 +136,7 @@ impl<M: TxnMessage> ServerInvite<M> {
     /// The TU sends `response` (status code `status`) on this transaction.
     ///
     /// Accepted in "Proceeding" (any status) and, for 2xx only, in
-    /// "Accepted" (RFC 6026 §8.5: the TU's 2xx retransmissions pass
+    /// "Accepted" (RFC 6026: the TU's 2xx retransmissions pass
     /// through). Anything else, and status codes outside 100..=699, is
     /// dropped: check [`state`](Self::state) first if that matters.
     pub fn respond(&mut self, now: Instant, status: u16, response: M) {
@@ -235,13 +243,13 @@ impl<M: TxnMessage> ServerInvite<M> {
         };
     }
 
-    /// The transport failed to send a response of this transaction
-    /// (§17.2.4, after any RFC 3263 §5 failover the caller does): the TU is
-    /// told and the transaction terminates.
+    /// The transport failed to send a response of this transaction (after
+    /// any RFC 3263 §5 failover the caller does): the TU is told and,
+    /// per RFC 6026 §7.1, the transaction stays in its state; its timers
+    /// end it.
     pub fn handle_transport_error(&mut self, _now: Instant) {
         if !matches!(self.state, State::Terminated) {
             self.out.event(Event::TransportError);
-            self.state = self.terminate();
         }
     }
 

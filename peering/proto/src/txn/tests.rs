@@ -755,7 +755,7 @@ fn assert_transport_error<T: Transaction<Message = Msg>>(mut h: Harness<T>) {
 }
 
 #[test]
-fn transport_errors_terminate_every_machine_in_every_state() {
+fn transport_errors_terminate_client_and_non_invite_machines() {
     assert_transport_error(client_invite(UDP));
     let mut h = client_invite(UDP);
     h.input_at(ms(10), |t, now| {
@@ -775,18 +775,57 @@ fn transport_errors_terminate_every_machine_in_every_state() {
     });
     assert_transport_error(h);
 
-    assert_transport_error(server_invite(UDP));
-    let mut h = server_invite(UDP);
-    h.input_at(ms(10), |t, now| t.respond(now, 480, Msg::Response(480)));
-    assert_transport_error(h);
-    let mut h = server_invite(UDP);
-    h.input_at(ms(10), |t, now| t.respond(now, 200, Msg::Response(200)));
-    assert_transport_error(h);
-
     assert_transport_error(server_non_invite(UDP));
     let mut h = server_non_invite(UDP);
     h.input_at(ms(10), |t, now| t.respond(now, 408, Msg::Response(408)));
     assert_transport_error(h);
+}
+
+#[test]
+fn transport_errors_leave_the_server_invite_to_its_timers() {
+    // RFC 6026 §7.1: the TU is told, the state and its timers stay.
+    let mut h = server_invite(UDP);
+    h.input_at(ms(10), |t, now| t.handle_transport_error(now));
+    assert_eq!(h.txn.state(), TxnState::Proceeding);
+    h.input_at(ms(20), |t, now| t.respond(now, 480, Msg::Response(480)));
+    h.input_at(ms(30), |t, now| t.handle_transport_error(now));
+    assert_eq!(h.txn.state(), TxnState::Completed);
+    h.run();
+    assert_eq!(
+        h.sent_times(),
+        [
+            20, 520, 1520, 3520, 7520, 11520, 15520, 19520, 23520, 27520, 31520
+        ],
+        "Timer G keeps retransmitting"
+    );
+    assert_eq!(
+        h.take_events(),
+        [
+            (10, Event::TransportError),
+            (30, Event::TransportError),
+            (32020, Event::Timeout(Timer::H)),
+            (32020, Event::Terminated)
+        ]
+    );
+
+    let mut h = server_invite(TCP);
+    h.input_at(ms(10), |t, now| t.respond(now, 200, Msg::Response(200)));
+    h.input_at(ms(20), |t, now| t.handle_transport_error(now));
+    assert_eq!(h.txn.state(), TxnState::Accepted);
+    h.input_at(ms(30), |t, now| t.respond(now, 200, Msg::Response(200)));
+    h.run();
+    assert_eq!(
+        h.sent_times(),
+        [10, 30],
+        "the TU may still retransmit its 2xx"
+    );
+    assert_eq!(
+        h.take_events(),
+        [(20, Event::TransportError), (32010, Event::Terminated)]
+    );
+    // Once terminated, a transport error is ignored.
+    h.input_at(ms(40_000), |t, now| t.handle_transport_error(now));
+    assert!(h.take_events().is_empty());
 }
 
 // --- a client and a server over a lossy wire ---------------------------

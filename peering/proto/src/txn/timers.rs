@@ -37,7 +37,7 @@
 //!          0s for TCP/SCTP                       response retransmits
 //! ```
 //!
-//! RFC 6026 §8.11 adds Timer L (64*T1, server INVITE "Accepted": wait time
+//! RFC 6026 adds Timer L (64*T1, server INVITE "Accepted": wait time
 //! for INVITE retransmissions and 2xx retransmissions from the TU) and
 //! Timer M (64*T1, client INVITE "Accepted": wait time for 2xx
 //! retransmissions). Timer C belongs to the proxy core (it decides whether
@@ -120,7 +120,7 @@ impl Reliability {
     }
 }
 
-/// The transaction timers, named as in RFC 3261 Table 4 and RFC 6026 §8.11.
+/// The transaction timers, named as in RFC 3261 Table 4 and RFC 6026.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Timer {
     /// Client INVITE request retransmission (T1, doubling, unreliable only).
