@@ -1,2 +1,55 @@
-//! Federation policy: the registry model, agreements, rate limits, flood detection, SPIT scoring and header filtering.
+//! Federation policy: the registry model, agreements, rate limits, flood
+//! detection, SPIT scoring and the declarative federation file.
+//!
+//! Everything here is pure: no I/O, no clock (time comes in as `now`), no
+//! tokio. The node loads a [`Snapshot`] from `peering-store`, indexes it into
+//! a [`Registry`] and calls [`evaluate`] for every new call; the stateful
+//! guards
+//! are owned by the node and fed with each request. This crate does not
+//! parse SIP, verify Identity headers or talk to a database.
+//!
+//! ```
+//! use std::net::IpAddr;
+//! use std::time::SystemTime;
+//! use peering_policy::{evaluate, federation::FederationFile, CallAttempt, IdentityCheck, Registry};
+//!
+//! let file = FederationFile::parse(r#"
+//! [[member]]
+//! name = "a"
+//! networks = ["127.0.0.2/32"]
+//! ranges = [{ prefix = "+1555010" }]
+//! [[member]]
+//! name = "b"
+//! sip_target = "sip:127.0.0.1:5090"
+//! ranges = [{ prefix = "+4721345" }]
+//! [[agreement]]
+//! from = "a"
+//! to = "b"
+//! "#).unwrap();
+//! let registry = Registry::new(file.to_snapshot().unwrap());
+//! let call = CallAttempt {
+//!     source: "127.0.0.2".parse::<IpAddr>().unwrap(),
+//!     tls_names: vec![],
+//!     caller: Some("15550100001".into()),
+//!     callee: "4721345000".into(),
+//!     identity: IdentityCheck::Absent,
+//! };
+//! let admitted = evaluate(&call, &registry, SystemTime::now()).unwrap();
+//! assert_eq!(admitted.targets[0].member, "b");
+//! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod federation;
+pub mod registry;
+pub mod rules;
+
+pub use error::{Error, Result};
+pub use registry::{
+    AddressBan, Agreement, Attestation, Change, HeaderRules, Limits, ListEntry, ListKind, Member,
+    MemberInfo, NumberRange, Registry, Snapshot,
+};
+pub use rules::{
+    Admission, CallAttempt, IdentityCheck, LimitScope, Rejection, Status, Target, Verdict, evaluate,
+};
