@@ -169,7 +169,7 @@ fn split_hostport(text: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// One place to send a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Target {
     /// The transport.
     pub transport: Transport,
