@@ -51,6 +51,7 @@ pub mod rfc5922;
 pub mod rfc8224;
 pub mod sip;
 pub mod sti;
+pub mod tls;
 mod verify;
 
 pub use error::{CertProblem, Error, ErrorSource, FetchProblem, InfoProblem, Result};

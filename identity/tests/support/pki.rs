@@ -11,6 +11,8 @@ use rustls_pki_types::CertificateDer;
 /// A certificate authority that can issue certificates and CRLs.
 pub struct Ca {
     pub issuer: CertifiedIssuer<'static, KeyPair>,
+    /// Serial of this CA's certificate (intermediates only; 0 for roots).
+    pub serial: u64,
     next_serial: std::cell::Cell<u64>,
 }
 
@@ -42,14 +44,20 @@ impl Ca {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         Self {
             issuer: CertifiedIssuer::self_signed(ca_params(cn), key).unwrap(),
+            serial: 0,
             next_serial: std::cell::Cell::new(100),
         }
     }
 
     pub fn intermediate(&self, cn: &str) -> Self {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let serial = self.next_serial.get();
+        self.next_serial.set(serial + 1);
+        let mut params = ca_params(cn);
+        params.serial_number = Some(SerialNumber::from(serial));
         Self {
-            issuer: CertifiedIssuer::signed_by(ca_params(cn), key, &self.issuer).unwrap(),
+            issuer: CertifiedIssuer::signed_by(params, key, &self.issuer).unwrap(),
+            serial,
             next_serial: std::cell::Cell::new(500),
         }
     }
