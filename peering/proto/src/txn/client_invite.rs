@@ -3,7 +3,7 @@
 use std::mem;
 use std::time::Instant;
 
-use super::timers::Retransmit;
+use super::timers::{Retransmit, after};
 use super::{
     Class, Event, Outputs, Reliability, Timer, TimerConfig, TxnMessage, TxnState, impl_transaction,
 };
@@ -57,8 +57,8 @@ use super::{
 /// (retransmissions at 0.5, 1.5, 3.5, 7.5, 15.5 and 31.5 s with the
 /// default T1); Timer B (64*T1) ends "Calling" on every transport. There is
 /// no timer in "Proceeding": the proxy core runs Timer C (§16.6 step 11)
-/// and CANCELs. Timer D is 64*T1 on unreliable transports and zero on
-/// reliable ones (the machine then goes from "Calling"/"Proceeding"
+/// and CANCELs. Timer D is the larger of 32 s and 64*T1 on unreliable
+/// transports and zero on reliable ones (the machine then goes from "Calling"/"Proceeding"
 /// straight to "Terminated"). Timer M is 64*T1.
 ///
 /// Retransmissions of the non-2xx final response in "Completed" make the
@@ -120,7 +120,7 @@ impl<M: TxnMessage> ClientInvite<M> {
             state: State::Calling {
                 request,
                 timer_a: Retransmit::start(now, &config, reliability),
-                timer_b: now + config.timeout(),
+                timer_b: after(now, config.timeout()),
             },
             reliability,
             config,
@@ -158,7 +158,7 @@ impl<M: TxnMessage> ClientInvite<M> {
                 // RFC 6026 §7.2: the TU gets the 2xx and sends the ACK itself.
                 self.out.event(Event::Response { status, response });
                 State::Accepted {
-                    timer_m: now + self.config.timeout(),
+                    timer_m: after(now, self.config.timeout()),
                 }
             }
             (State::Calling { request, .. } | State::Proceeding { request }, Class::Failure) => {
@@ -168,7 +168,7 @@ impl<M: TxnMessage> ClientInvite<M> {
                 match self.config.duration(Timer::D, self.reliability) {
                     Some(d) if !d.is_zero() => State::Completed {
                         ack,
-                        timer_d: now + d,
+                        timer_d: after(now, d),
                     },
                     _ => self.terminate(),
                 }

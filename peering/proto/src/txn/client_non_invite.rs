@@ -3,7 +3,7 @@
 use std::mem;
 use std::time::Instant;
 
-use super::timers::Retransmit;
+use super::timers::{Retransmit, after};
 use super::{
     Class, Event, Outputs, Reliability, Timer, TimerConfig, TxnMessage, TxnState, impl_transaction,
 };
@@ -110,7 +110,7 @@ impl<M: TxnMessage> ClientNonInvite<M> {
                 proceeding: false,
                 request,
                 timer_e: Retransmit::start(now, &config, reliability),
-                timer_f: now + config.timeout(),
+                timer_f: after(now, config.timeout()),
             },
             reliability,
             config,
@@ -146,7 +146,9 @@ impl<M: TxnMessage> ClientNonInvite<M> {
             (State::Waiting { .. }, Class::Success | Class::Failure) => {
                 self.out.event(Event::Response { status, response });
                 match self.config.duration(Timer::K, self.reliability) {
-                    Some(k) if !k.is_zero() => State::Completed { timer_k: now + k },
+                    Some(k) if !k.is_zero() => State::Completed {
+                        timer_k: after(now, k),
+                    },
                     _ => self.terminate(),
                 }
             }

@@ -3,7 +3,7 @@
 use std::mem;
 use std::time::Instant;
 
-use super::timers::Retransmit;
+use super::timers::{Retransmit, after};
 use super::{
     Class, Event, Outputs, Reliability, Timer, TimerConfig, TxnMessage, TxnState, impl_transaction,
 };
@@ -154,7 +154,7 @@ impl<M: TxnMessage> ServerInvite<M> {
             (State::Proceeding { .. }, Class::Success) => {
                 self.out.send(response);
                 State::Accepted {
-                    timer_l: now + self.config.timeout(),
+                    timer_l: after(now, self.config.timeout()),
                 }
             }
             (State::Proceeding { .. }, Class::Failure) => {
@@ -162,7 +162,7 @@ impl<M: TxnMessage> ServerInvite<M> {
                 State::Completed {
                     response,
                     timer_g: Retransmit::start(now, &self.config, self.reliability),
-                    timer_h: now + self.config.timeout(),
+                    timer_h: after(now, self.config.timeout()),
                 }
             }
             (State::Accepted { timer_l }, Class::Success) => {
@@ -198,7 +198,9 @@ impl<M: TxnMessage> ServerInvite<M> {
         let state = mem::replace(&mut self.state, State::Terminated);
         self.state = match state {
             State::Completed { .. } => match self.config.duration(Timer::I, self.reliability) {
-                Some(i) if !i.is_zero() => State::Confirmed { timer_i: now + i },
+                Some(i) if !i.is_zero() => State::Confirmed {
+                    timer_i: after(now, i),
+                },
                 _ => self.terminate(),
             },
             State::Accepted { timer_l } => {

@@ -3,6 +3,7 @@
 use std::mem;
 use std::time::Instant;
 
+use super::timers::after;
 use super::{
     Class, Event, Outputs, Reliability, Timer, TimerConfig, TxnMessage, TxnState, impl_transaction,
 };
@@ -122,7 +123,7 @@ impl<M: TxnMessage> ServerNonInvite<M> {
                 match self.config.duration(Timer::J, self.reliability) {
                     Some(j) if !j.is_zero() => State::Completed {
                         response,
-                        timer_j: now + j,
+                        timer_j: after(now, j),
                     },
                     _ => self.terminate(),
                 }

@@ -212,6 +212,43 @@ fn client_invite_timers_follow_configured_t1() {
 }
 
 #[test]
+fn client_invite_timer_d_is_at_least_32_s() {
+    for (t1, d) in [(100, 32_000), (500, 32_000), (1000, 64_000)] {
+        let config = TimerConfig {
+            t1: ms(t1),
+            ..TimerConfig::default()
+        };
+        assert_eq!(config.duration(Timer::D, UDP), Some(ms(d)));
+        assert_eq!(config.duration(Timer::D, TCP), Some(Duration::ZERO));
+        let mut h = Harness::new(|now| ClientInvite::new(now, Msg::Request("INVITE"), UDP, config));
+        h.input_at(ms(10), |t, now| {
+            t.handle_response(now, 404, Msg::Response(404))
+        });
+        assert_eq!(h.txn.poll_timeout(), Some(h.start + ms(10 + d)));
+    }
+}
+
+#[test]
+fn absurd_timer_values_do_not_overflow() {
+    let config = TimerConfig {
+        t1: Duration::MAX,
+        t2: Duration::MAX,
+        t4: Duration::MAX,
+    };
+    let start = epoch();
+    let mut txn = ClientNonInvite::new(start, Msg::Request("OPTIONS"), UDP, config);
+    let first = txn.poll_timeout().unwrap();
+    assert!(first > start);
+    assert_eq!(first, start + ms(24 * 60 * 60 * 1000), "clamped to a day");
+    // Timers E and F are both clamped: F wins.
+    txn.handle_timeout(first);
+    assert!(txn.is_terminated());
+    let mut txn = ServerInvite::new(UDP, config);
+    txn.respond(start, 500, Msg::Response(500));
+    assert!(txn.poll_timeout().unwrap() > start);
+}
+
+#[test]
 fn client_invite_provisional_stops_retransmissions() {
     let mut h = client_invite(UDP);
     h.input_at(ms(700), |t, now| {
@@ -1248,6 +1285,18 @@ fn machines_are_small() {
         println!("{name}<Arc<[u8]>>: {size} bytes");
         assert!(size <= 256, "{name} is {size} bytes");
     }
+    // With the crate's own message type (a shared buffer and shared
+    // parse results).
+    type Message = crate::msg::Message;
+    for (name, size) in [
+        ("ClientInvite", size_of::<ClientInvite<Message>>()),
+        ("ClientNonInvite", size_of::<ClientNonInvite<Message>>()),
+        ("ServerInvite", size_of::<ServerInvite<Message>>()),
+        ("ServerNonInvite", size_of::<ServerNonInvite<Message>>()),
+    ] {
+        println!("{name}<msg::Message>: {size} bytes");
+        assert!(size <= 256, "{name} is {size} bytes");
+    }
     println!("TxnKey: {} bytes", size_of::<TxnKey>());
     assert!(size_of::<TxnKey>() <= 64);
     // Worst case with the heap: the inline machine, plus the queues after
@@ -1425,7 +1474,8 @@ fn check_sequence(kind: Kind, reliability: Reliability, t1_ms: u64, ops: &[Op], 
         t1: ms(t1_ms),
         ..TimerConfig::default()
     };
-    let bound = config.timeout() + config.t4;
+    // 64*T1 + T4, except that Timer D never runs less than 32 s.
+    let bound = config.timeout().max(ms(32_000)) + config.t4;
     let start = epoch();
     let mut now = start;
     let mut machine = Any::new(kind, now, reliability, config);

@@ -76,7 +76,7 @@ impl TimerConfig {
     };
 
     /// 64*T1: the duration of Timers B, F, H, J (unreliable transports),
-    /// L and M, and also of Timer D (see [`Timer::D`]).
+    /// L and M, and the lower bound of Timer D (see [`Timer::D`]).
     pub fn timeout(&self) -> Duration {
         self.t1.saturating_mul(64)
     }
@@ -90,7 +90,12 @@ impl TimerConfig {
         match timer {
             Timer::A | Timer::E | Timer::G => (!reliable).then_some(self.t1),
             Timer::B | Timer::F | Timer::H | Timer::L | Timer::M => Some(self.timeout()),
-            Timer::D | Timer::J => Some(if reliable {
+            Timer::D => Some(if reliable {
+                Duration::ZERO
+            } else {
+                self.timeout().max(MIN_TIMER_D)
+            }),
+            Timer::J => Some(if reliable {
                 Duration::ZERO
             } else {
                 self.timeout()
@@ -99,6 +104,11 @@ impl TimerConfig {
         }
     }
 }
+
+/// RFC 3261 §17.1.1.2: Timer D is "at least 32 seconds for unreliable
+/// transports", whatever T1 is configured here: the server's T1 may be
+/// the default.
+const MIN_TIMER_D: Duration = Duration::from_secs(32);
 
 /// Whether the transport under a transaction retransmits by itself.
 ///
@@ -128,9 +138,10 @@ pub enum Timer {
     /// Client INVITE timeout in "Calling" (64*T1).
     B,
     /// Client INVITE wait for final response retransmissions in
-    /// "Completed". The RFC asks for more than 32 s on UDP; this layer uses
-    /// 64*T1, which is 32 s with the default T1 and always covers the
-    /// server's Timer H window, and zero on reliable transports.
+    /// "Completed": at least 32 s on unreliable transports (the RFC's
+    /// minimum, which covers a server's Timer H with the default T1) and
+    /// at least 64*T1 (our own Timer H window, when T1 is configured
+    /// larger); zero on reliable transports.
     D,
     /// Client non-INVITE request retransmission (T1, doubling, capped at
     /// T2; unreliable only).
@@ -157,6 +168,16 @@ pub enum Timer {
     M,
 }
 
+/// The longest any timer may run: durations beyond it (a misconfigured
+/// T1, say) are clamped so that computing a deadline cannot overflow.
+const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The deadline `duration` after `now`, clamped to [`MAX_TIMER`].
+pub(crate) fn after(now: Instant, duration: Duration) -> Instant {
+    let duration = duration.min(MAX_TIMER);
+    now.checked_add(duration).unwrap_or(now)
+}
+
 /// A running retransmission timer (A, E or G): its deadline and the
 /// interval that led to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +195,7 @@ impl Retransmit {
         reliability: Reliability,
     ) -> Option<Self> {
         (!reliability.is_reliable()).then(|| Self {
-            at: now + config.t1,
+            at: after(now, config.t1),
             interval: config.t1,
         })
     }
@@ -188,7 +209,7 @@ impl Retransmit {
         let doubled = self.interval.saturating_mul(2);
         let interval = cap.map_or(doubled, |cap| doubled.min(cap));
         Self {
-            at: now + interval,
+            at: after(now, interval),
             interval,
         }
     }
@@ -197,7 +218,7 @@ impl Retransmit {
     /// reset to T2, RFC 3261 §17.1.2.2).
     pub(crate) fn reset(now: Instant, interval: Duration) -> Self {
         Self {
-            at: now + interval,
+            at: after(now, interval),
             interval,
         }
     }
