@@ -221,7 +221,7 @@ async fn revoked_member_certificate_fails_the_handshake() {
     let m = member(&f.ca, &[dns(MEMBER)], |_| {});
     let crl = f.ca.crl_pem(&[m.serial]);
     let out = handshake(
-        &settings(&f.node, &[], &[&f.ca], &[crl.clone()]),
+        &settings(&f.node, &[], &[&f.ca], std::slice::from_ref(&crl)),
         &settings(&m, &[], &[&f.ca], &[]),
         NODE,
     )
