@@ -69,14 +69,22 @@ impl Editor {
         self
     }
 
-    /// Inserts a field before the first field of that name (at the top of the
-    /// header section when there is none): a new top Via or Record-Route.
+    /// Inserts a field before the first field of that name (when there is
+    /// none: right after the Via fields, or at the top for a Via): a new top
+    /// Via or Record-Route.
     pub fn prepend_header(&mut self, name: HeaderName, value: &str) -> &mut Self {
         let pos = self
             .entries
             .iter()
             .position(|e| self.name_of(e) == &name)
-            .unwrap_or(0);
+            .unwrap_or_else(|| {
+                // None yet: keep the Via block on top and put the new field
+                // right after it.
+                self.entries
+                    .iter()
+                    .rposition(|e| self.name_of(e) == &HeaderName::Via)
+                    .map_or(0, |i| i + 1)
+            });
         self.entries.insert(
             pos,
             Entry::New {

@@ -11,8 +11,16 @@ use crate::error::ParseError;
 /// What [`StreamDecoder::decode`] found.
 #[derive(Debug, Clone)]
 pub enum Frame {
-    /// A complete message was framed; it may still be invalid.
-    Message(Result<Message, ParseError>),
+    /// A complete, valid message was framed.
+    Message(Message),
+    /// A complete message was framed but is not valid SIP; the stream stays
+    /// usable. `raw` is its bytes, to answer a request with 400 from.
+    Invalid {
+        /// Why it is invalid.
+        error: ParseError,
+        /// The framed bytes.
+        raw: bytes::Bytes,
+    },
     /// A double-CRLF keep-alive ping (RFC 5626): answer with one CRLF.
     KeepAlive,
 }
@@ -86,7 +94,10 @@ impl StreamDecoder {
         }
         self.searched = 0;
         let frame = buf.split_to(total).freeze();
-        Ok(Some(Frame::Message(Message::parse(frame))))
+        Ok(Some(match Message::parse(frame.clone()) {
+            Ok(message) => Frame::Message(message),
+            Err(error) => Frame::Invalid { error, raw: frame },
+        }))
     }
 }
 

@@ -1,4 +1,573 @@
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+
+use super::*;
+
+const INVITE: &str = "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds, SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bKaa;received=192.0.2.8\r\n\
+Max-Forwards: 70\r\n\
+Route: <sip:p1.example.net;lr>, <sip:p2.example.net;lr>\r\n\
+Route: <sip:p3.example.net;lr>\r\n\
+To: Bob <sip:bob@biloxi.example.com>\r\n\
+From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.example.com\r\n\
+CSeq: 314159 INVITE\r\n\
+X-Custom:  kept   exactly\r\n \tcontinued\r\n\
+Contact: <sip:alice@pc33.atlanta.example.com>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+fn msg(s: &str) -> Message {
+    Message::parse(Bytes::copy_from_slice(s.as_bytes())).unwrap()
+}
+
 #[test]
-fn placeholder_compiles() {
-    assert_eq!(1 + 1, 2);
+fn header_names_are_case_insensitive_and_compact_forms_map() {
+    for (wire, name) in [
+        ("v", HeaderName::Via),
+        ("VIA", HeaderName::Via),
+        ("f", HeaderName::From),
+        ("t", HeaderName::To),
+        ("i", HeaderName::CallId),
+        ("I", HeaderName::CallId),
+        ("m", HeaderName::Contact),
+        ("l", HeaderName::ContentLength),
+        ("c", HeaderName::ContentType),
+        ("e", HeaderName::ContentEncoding),
+        ("s", HeaderName::Subject),
+        ("k", HeaderName::Supported),
+        ("o", HeaderName::Event),
+        ("r", HeaderName::ReferTo),
+        ("b", HeaderName::ReferredBy),
+        ("x", HeaderName::SessionExpires),
+        ("u", HeaderName::AllowEvents),
+        ("y", HeaderName::Identity),
+        ("n", HeaderName::IdentityInfo),
+        ("call-id", HeaderName::CallId),
+        ("cseq", HeaderName::CSeq),
+        ("RECORD-route", HeaderName::RecordRoute),
+        ("p-asserted-identity", HeaderName::PAssertedIdentity),
+    ] {
+        assert_eq!(wire.parse::<HeaderName>().unwrap(), name, "{wire}");
+    }
+    let other: HeaderName = "X-Foo".parse().unwrap();
+    assert_eq!(other, HeaderName::Other("x-foo".into()));
+    assert_eq!(other.as_str(), "X-Foo");
+    assert_eq!(HeaderName::CallId.as_str(), "Call-ID");
+    assert!("Bad Name".parse::<HeaderName>().is_err());
+}
+
+#[test]
+fn methods_are_case_sensitive() {
+    assert_eq!("INVITE".parse::<Method>().unwrap(), Method::Invite);
+    assert_eq!(
+        "invite".parse::<Method>().unwrap(),
+        Method::Extension("invite".into())
+    );
+    assert_eq!(Method::Extension("FOO".into()).to_string(), "FOO");
+    assert!("IN VITE".parse::<Method>().is_err());
+}
+
+#[test]
+fn uris_parse_and_serialise() {
+    for s in [
+        "sip:alice@atlanta.com",
+        "sip:alice:secretword@atlanta.com;transport=tcp",
+        "sips:alice@atlanta.com?subject=project%20x&priority=urgent",
+        "sip:+1-212-555-1212:1234@gateway.com;user=phone",
+        "sip:alice@192.0.2.4",
+        "sip:atlanta.com;method=REGISTER?to=alice%40atlanta.com",
+        "sip:alice;day=tuesday@atlanta.com",
+        "sip:[2001:db8::10]:5070;maddr=[2001:db8::1];lr",
+        "tel:+1-201-555-0123",
+        "tel:7042;phone-context=example.com",
+        "urn:service:sos",
+    ] {
+        let u = Uri::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(u.to_string(), s);
+    }
+    let u: SipUri = "SIP:Bob@Example.COM:5060;Transport=TCP;lr".parse().unwrap();
+    assert_eq!(u.scheme, Scheme::Sip);
+    assert_eq!(u.port, Some(5060));
+    assert_eq!(u.transport(), Some("TCP"));
+    assert!(u.is_lr());
+    assert_eq!(u.maddr(), None);
+    for bad in [
+        "sip:",
+        "sip:user@",
+        "sip:user@host:99999",
+        "sip:user@2001:db8::10",
+        "sip:user@[2001:db8:::192.0.2.1]",
+        "sip:a b@host",
+        "sip:host;;lr",
+        "sip:host;=x",
+        "sip:%zz@host",
+        "tel:",
+        "tel:+12a",
+        "1sip:host",
+        "nocolon",
+        "sip:host?noequals",
+    ] {
+        assert!(Uri::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn uri_equivalence_follows_rfc3261_19_1_4() {
+    let eq = |a: &str, b: &str| Uri::parse(a).unwrap().equivalent(&Uri::parse(b).unwrap());
+    assert!(eq(
+        "sip:%61lice@atlanta.com;transport=TCP",
+        "sip:alice@AtLanTa.CoM;Transport=tcp"
+    ));
+    assert!(eq(
+        "sip:carol@chicago.com",
+        "sip:carol@chicago.com;newparam=5"
+    ));
+    assert!(eq(
+        "sip:carol@chicago.com;security=on",
+        "sip:carol@chicago.com;newparam=5"
+    ));
+    assert!(eq(
+        "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+        "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"
+    ));
+    assert!(!eq(
+        "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+        "sip:alice@AtLanTa.CoM;Transport=UDP"
+    ));
+    assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
+    assert!(!eq(
+        "sip:bob@biloxi.com",
+        "sip:bob@biloxi.com;transport=udp"
+    ));
+    assert!(!eq(
+        "sip:carol@chicago.com;newparam=6",
+        "sip:carol@chicago.com;newparam=5"
+    ));
+    assert!(!eq("sip:bob@biloxi.com", "sips:bob@biloxi.com"));
+    assert!(eq("tel:+1-201-555-0123", "tel:+12015550123"));
+}
+
+#[test]
+fn name_addr_forms() {
+    let a = NameAddr::parse("\"A. G. Bell\" <sip:agb@bell-telephone.com> ;tag=a48s").unwrap();
+    assert_eq!(a.display.as_deref(), Some("A. G. Bell"));
+    assert_eq!(a.tag(), Some("a48s"));
+    let a = NameAddr::parse("Anonymous <sip:c8oqz84zk7z@privacy.org>;tag=hyh8").unwrap();
+    assert_eq!(a.display.as_deref(), Some("Anonymous"));
+    let a = NameAddr::parse("sip:+12125551212@server.phone2net.com;tag=887s").unwrap();
+    assert_eq!(a.tag(), Some("887s"));
+    assert!(a.uri.as_sip().unwrap().params.is_empty());
+    let a = NameAddr::parse("<tel:+12125551212>;q=0.7").unwrap();
+    assert!(matches!(a.uri, Uri::Tel(_)));
+    assert_eq!(a.to_string(), "<tel:+12125551212>;q=0.7");
+    for bad in [
+        "Bell, Alexander <sip:a@b.c>",
+        "\"unterminated <sip:a@b.c>",
+        "< sip:a@b.c >",
+        "sip:a@b.c?x=y",
+        "<sip:a@b.c>;",
+        "<sip:a@b.c>;tag=",
+        "<sip:a@b.c",
+    ] {
+        assert!(NameAddr::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn via_values() {
+    let v: Via = "SIP / 2.0 / UDP [2001:db8::9:1]:6050 ; branch=z9hG4bKx ;rport;received=192.0.2.1"
+        .parse()
+        .unwrap();
+    assert_eq!(v.transport, "UDP");
+    assert_eq!(
+        v.sent_by(),
+        (Host::V6("2001:db8::9:1".parse().unwrap()), Some(6050))
+    );
+    assert_eq!(v.branch(), Some("z9hG4bKx"));
+    assert!(v.is_rfc3261_branch());
+    assert_eq!(v.rport(), Some(None));
+    assert_eq!(v.received(), Some("192.0.2.1"));
+    assert_eq!(
+        v.to_string(),
+        "SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKx;rport;received=192.0.2.1"
+    );
+    let mut v: Via = "SIP/2.0/TCP host.example.com;branch=z9hG4bK"
+        .parse()
+        .unwrap();
+    assert!(!v.is_rfc3261_branch());
+    v.set_param("rport", Some("5060"));
+    assert_eq!(v.rport(), Some(Some(5060)));
+    for bad in [
+        "SIP/3.0/UDP host",
+        "SIP/2.0/UDP",
+        "SIP/2.0/UDP host;;",
+        "SIP/2.0/UDP host;branch=a b",
+        "SIP/2.0/UDP host;received=not-an-ip",
+        "SIP/2.0/UDP host:70000",
+        "SIP/2.0 UDP host",
+    ] {
+        assert!(Via::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn cseq_values() {
+    assert_eq!(
+        CSeq::parse("0009\r\n  INVITE").unwrap(),
+        CSeq {
+            seq: 9,
+            method: Method::Invite
+        }
+    );
+    assert!(CSeq::parse("INVITE").is_err());
+    assert!(CSeq::parse("1INVITE").is_err());
+    assert_eq!(CSeq::parse("4294967295 ACK").unwrap().seq, u32::MAX);
+    assert_eq!(
+        CSeq::parse("4294967296 ACK"),
+        Err(ParseError::ValueOutOfRange { name: "CSeq" })
+    );
+}
+
+#[test]
+fn message_accessors() {
+    let m = msg(INVITE);
+    assert!(m.is_request());
+    assert_eq!(m.status(), None);
+    assert_eq!(m.start_line(), "INVITE sip:bob@biloxi.example.com SIP/2.0");
+    assert_eq!(m.vias().unwrap().len(), 2);
+    assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK776asdhds"));
+    assert_eq!(m.header_values(&HeaderName::Route).len(), 3);
+    assert_eq!(m.header_values(&HeaderName::Via).len(), 2);
+    assert_eq!(
+        m.headers()
+            .filter(|(n, _)| **n == HeaderName::Route)
+            .count(),
+        2
+    );
+    assert_eq!(
+        m.header(&HeaderName::Other("x-custom".into())),
+        Some("kept   exactly\r\n \tcontinued")
+    );
+    assert_eq!(
+        m.routes().unwrap()[2].uri.to_string(),
+        "sip:p3.example.net;lr"
+    );
+    assert_eq!(m.body(), b"v=0\n");
+    assert_eq!(m.as_bytes(), INVITE.as_bytes());
+    assert_eq!(m.max_forwards(), Some(70));
+    assert_eq!(m.cseq_method(), &Method::Invite);
+}
+
+#[test]
+fn request_validation() {
+    let with = |from: &str, to: &str| INVITE.replacen(from, to, 1);
+    let err = |s: String| Message::parse(Bytes::from(s)).unwrap_err();
+    assert_eq!(
+        err(with("CSeq: 314159 INVITE", "CSeq: 2147483648 INVITE")),
+        ParseError::ValueOutOfRange { name: "CSeq" }
+    );
+    assert_eq!(
+        err(with("Call-ID: a84", "Call-ID: x\r\nCall-ID: a84")),
+        ParseError::RepeatedHeader { name: "Call-ID" }
+    );
+    assert_eq!(
+        err(with("Max-Forwards: 70", "Max-Forwards: -1")),
+        ParseError::BadHeaderValue {
+            name: "Max-Forwards"
+        }
+    );
+    assert_eq!(
+        err(with("Content-Length: 4", "Content-Length: 5")),
+        ParseError::BodyTooShort {
+            declared: 5,
+            available: 4
+        }
+    );
+    assert_eq!(
+        err(with(" SIP/2.0\r\n", " SIP/2.1\r\n")),
+        ParseError::VersionNotSupported { major: 2, minor: 1 }
+    );
+    assert_eq!(
+        err(with("Max-Forwards: 70\r\n", "Max-Forwards: 70\n")),
+        ParseError::BareLineBreak
+    );
+    assert_eq!(
+        err(with("Max-Forwards: 70", "Max-Forwards 70")),
+        ParseError::BadHeaderLine { line: 3 }
+    );
+    assert_eq!(
+        err(with("Contact: <sip:alice@", "Contact: <sip:alice@@")),
+        ParseError::BadHeaderValue { name: "Contact" }
+    );
+    assert_eq!(err(INVITE[..100].to_owned()), ParseError::Unterminated);
+    assert_eq!(err("\r\n\r\n".to_owned()), ParseError::Empty);
+    let m = msg(&with("Max-Forwards: 70", "Max-Forwards: 256"));
+    assert_eq!(m.max_forwards(), None);
+    // Leading CRLFs are skipped; trailing junk after the body is ignored.
+    let m = msg(&format!("\r\n\r\n{INVITE}junk"));
+    assert_eq!(m.as_bytes(), INVITE.as_bytes());
+    // Without Content-Length the body runs to the end of the datagram.
+    let m = msg(&with("Content-Length: 4\r\n", ""));
+    assert_eq!(m.body(), b"v=0\n");
+}
+
+#[test]
+fn error_statuses() {
+    assert_eq!(
+        ParseError::VersionNotSupported { major: 3, minor: 0 }.status(),
+        Some((505, "Version Not Supported"))
+    );
+    assert_eq!(
+        ParseError::BadVia.status(),
+        Some((400, "Bad Request (Malformed Via)"))
+    );
+    assert_eq!(
+        ParseError::MissingHeader { name: "Call-ID" }.status(),
+        Some((400, "Bad Request (Missing Call-ID)"))
+    );
+    assert_eq!(ParseError::Empty.status(), None);
+}
+
+/// The round trip a proxy does: prepend Via, drop the top Route (sharing a
+/// line with the next one), retarget, decrement Max-Forwards, prepend
+/// Record-Route.
+#[test]
+fn proxy_edit_round_trip() {
+    let m = msg(INVITE);
+    let target: Uri = "sip:bob@192.0.2.99:5080;transport=tcp".parse().unwrap();
+    let out = m
+        .edit()
+        .prepend_header(
+            HeaderName::Via,
+            "SIP/2.0/UDP proxy.example.net;branch=z9hG4bKp1",
+        )
+        .remove_first_value(&HeaderName::Route)
+        .set_request_uri(&target)
+        .set_max_forwards(m.max_forwards().unwrap() - 1)
+        .prepend_header(HeaderName::RecordRoute, "<sip:proxy.example.net;lr>")
+        .finish();
+    let f = Message::parse(out.clone()).unwrap();
+    assert!(f.request_uri().unwrap().equivalent(&target));
+    let vias = f.vias().unwrap();
+    assert_eq!(vias.len(), 3);
+    assert_eq!(vias[0].branch(), Some("z9hG4bKp1"));
+    assert_eq!(vias[1].branch(), Some("z9hG4bK776asdhds"));
+    let routes: Vec<String> = f
+        .routes()
+        .unwrap()
+        .iter()
+        .map(|r| r.uri.to_string())
+        .collect();
+    assert_eq!(routes, ["sip:p2.example.net;lr", "sip:p3.example.net;lr"]);
+    assert_eq!(
+        f.record_routes().unwrap()[0].uri.to_string(),
+        "sip:proxy.example.net;lr"
+    );
+    assert_eq!(f.max_forwards(), Some(69));
+    assert_eq!(f.body(), m.body());
+    assert_eq!(f.call_id(), m.call_id());
+    // Untouched fields are byte-identical.
+    let text = std::str::from_utf8(&out).unwrap();
+    for line in [
+        "Via: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds, SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bKaa;received=192.0.2.8\r\n",
+        "received=192.0.2.8\r\nRecord-Route: <sip:proxy.example.net;lr>\r\nMax-Forwards: 69\r\n",
+        "Route: <sip:p2.example.net;lr>\r\n",
+        "Route: <sip:p3.example.net;lr>\r\n",
+        "X-Custom:  kept   exactly\r\n \tcontinued\r\n",
+        "From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n",
+        "Content-Length: 4\r\n\r\nv=0\n",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from {text}");
+    }
+    assert!(text.starts_with("INVITE sip:bob@192.0.2.99:5080;transport=tcp SIP/2.0\r\nVia: SIP/2.0/UDP proxy.example.net;branch=z9hG4bKp1\r\nVia: SIP/2.0/UDP pc33"));
+    // Removing the top Via of a combined line keeps the rest of that line.
+    let g = Message::parse(
+        f.edit()
+            .remove_first_value(&HeaderName::Via)
+            .remove_first_value(&HeaderName::Via)
+            .finish(),
+    )
+    .unwrap();
+    assert_eq!(g.vias().unwrap().len(), 1);
+    assert_eq!(g.top_via().unwrap().branch(), Some("z9hG4bKaa"));
+    assert!(
+        std::str::from_utf8(g.as_bytes())
+            .unwrap()
+            .contains("Via: SIP/2.0/TCP 192.0.2.7:5070;branch=z9hG4bKaa;received=192.0.2.8\r\n")
+    );
+}
+
+#[test]
+fn editor_headers_and_body() {
+    let m = msg(INVITE);
+    let out = m
+        .edit()
+        .set_body(Some("text/plain"), Bytes::from_static(b"hello world"))
+        .remove_header(&HeaderName::Route)
+        .append_header(HeaderName::Other("X-Added".into()), "1")
+        .set_header(HeaderName::Subject, "hi")
+        .finish();
+    let f = Message::parse(out).unwrap();
+    assert_eq!(f.body(), b"hello world");
+    assert_eq!(f.header(&HeaderName::ContentLength), Some("11"));
+    assert_eq!(f.header(&HeaderName::ContentType), Some("text/plain"));
+    assert!(f.routes().unwrap().is_empty());
+    assert_eq!(f.header(&HeaderName::Other("x-added".into())), Some("1"));
+    assert_eq!(f.header(&HeaderName::Subject), Some("hi"));
+    let out = m.edit().set_body(None, Bytes::new()).finish();
+    let f = Message::parse(out).unwrap();
+    assert_eq!(f.header(&HeaderName::ContentLength), Some("0"));
+    assert_eq!(f.header(&HeaderName::ContentType), None);
+    // A message without Content-Length gets one.
+    let no_cl = INVITE.replacen("Content-Length: 4\r\n", "", 1);
+    let f = Message::parse(msg(&no_cl).edit().finish()).unwrap();
+    assert_eq!(f.header(&HeaderName::ContentLength), Some("4"));
+    // An unchanged message re-serialises byte for byte.
+    assert_eq!(&m.edit().finish()[..], INVITE.as_bytes());
+}
+
+#[test]
+fn responses_to_requests() {
+    let m = msg(INVITE);
+    let r = response_to(
+        &m,
+        486,
+        "Busy Here",
+        Some("x1"),
+        &[(HeaderName::RetryAfter, "30")],
+    );
+    let r = Message::parse(r).unwrap();
+    assert_eq!((r.status(), r.reason()), (Some(486), Some("Busy Here")));
+    assert_eq!(r.vias().unwrap().len(), 2);
+    assert_eq!(r.to().tag(), Some("x1"));
+    assert_eq!(r.from().tag(), Some("1928301774"));
+    assert_eq!(r.cseq(), m.cseq());
+    assert_eq!(r.call_id(), m.call_id());
+    assert_eq!(r.header(&HeaderName::RetryAfter), Some("30"));
+    assert!(r.body().is_empty());
+
+    let bad = INVITE.replacen("CSeq: 314159 INVITE", "CSeq: 314159 BYE", 1);
+    let resp = parse_request_for_error_response(bad.as_bytes()).unwrap();
+    let resp = Message::parse(resp).unwrap();
+    assert_eq!(resp.status(), Some(400));
+    assert_eq!(resp.reason(), Some("Bad Request (CSeq Method Mismatch)"));
+    assert!(resp.to().tag().is_some());
+    assert!(parse_request_for_error_response(INVITE.as_bytes()).is_none());
+}
+
+#[test]
+fn stream_framing() {
+    let mut d = StreamDecoder::new(4096);
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(b"\r\n\r\n");
+    assert!(matches!(d.decode(&mut buf), Ok(Some(Frame::KeepAlive))));
+    // Byte by byte: nothing until the whole message is there.
+    let wire = INVITE.as_bytes();
+    for (i, b) in wire.iter().enumerate() {
+        buf.extend_from_slice(&[*b]);
+        let r = d.decode(&mut buf).unwrap();
+        if i + 1 < wire.len() {
+            assert!(r.is_none(), "framed early at {i}");
+        } else {
+            let Some(Frame::Message(m)) = r else {
+                panic!("no frame")
+            };
+            assert_eq!(m.as_bytes(), wire);
+        }
+    }
+    assert!(buf.is_empty());
+    // Two messages and a lone CRLF in one read.
+    buf.extend_from_slice(wire);
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(wire);
+    assert!(matches!(d.decode(&mut buf), Ok(Some(Frame::Message(_)))));
+    assert!(matches!(d.decode(&mut buf), Ok(Some(Frame::Message(_)))));
+    assert!(d.decode(&mut buf).unwrap().is_none());
+    // Framed but invalid: reported, framing continues.
+    let bad = INVITE.replacen("CSeq: 314159 INVITE", "CSeq: 1 BYE", 1);
+    buf.extend_from_slice(bad.as_bytes());
+    let Ok(Some(Frame::Invalid { error, raw })) = d.decode(&mut buf) else {
+        panic!("not framed")
+    };
+    assert_eq!(error, ParseError::CSeqMethodMismatch);
+    assert_eq!(&raw[..], bad.as_bytes());
+    // Missing Content-Length, oversize, negative: unrecoverable.
+    let mut buf = BytesMut::from(INVITE.replacen("Content-Length: 4\r\n", "", 1).as_bytes());
+    assert_eq!(
+        d.decode(&mut buf).unwrap_err(),
+        ParseError::MissingContentLength
+    );
+    let mut buf = BytesMut::from(
+        INVITE
+            .replacen("Content-Length: 4", "l:\r\n -999", 1)
+            .as_bytes(),
+    );
+    assert_eq!(
+        d.decode(&mut buf).unwrap_err(),
+        ParseError::BadHeaderValue {
+            name: "Content-Length"
+        }
+    );
+    let mut d = StreamDecoder::new(100);
+    let mut buf = BytesMut::from(INVITE.as_bytes());
+    assert!(matches!(
+        d.decode(&mut buf),
+        Err(ParseError::TooLarge { max: 100, .. })
+    ));
+    let mut buf = BytesMut::from(&b"INVITE sip:x SIP/2.0\r\nContent-Length: 99999\r\n\r\n"[..]);
+    assert!(matches!(
+        d.decode(&mut buf),
+        Err(ParseError::TooLarge { .. })
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = Message::parse(Bytes::from(data.clone()));
+        let _ = parse_request_for_error_response(&data);
+        let mut d = StreamDecoder::new(1 << 16);
+        let mut buf = BytesMut::from(&data[..]);
+        while let Ok(Some(_)) = d.decode(&mut buf) {}
+    }
+
+    #[test]
+    fn mutated_messages_never_panic_and_reparse(
+        edits in proptest::collection::vec((0usize..INVITE.len(), any::<u8>()), 1..6),
+        cut in 0usize..=INVITE.len(),
+    ) {
+        let mut data = INVITE.as_bytes().to_vec();
+        for (pos, byte) in edits {
+            data[pos] = byte;
+        }
+        data.truncate(cut.max(1));
+        if let Ok(m) = Message::parse(Bytes::from(data.clone())) {
+            // What parses re-serialises to something that parses the same.
+            let again = Message::parse(m.edit().finish()).unwrap();
+            prop_assert_eq!(again.call_id(), m.call_id());
+            prop_assert_eq!(again.cseq(), m.cseq());
+            prop_assert_eq!(again.body(), m.body());
+            prop_assert_eq!(again.vias().unwrap(), m.vias().unwrap());
+        } else {
+            let _ = parse_request_for_error_response(&data);
+        }
+    }
+
+    #[test]
+    fn uri_display_reparses(user in "[a-z0-9%]{0,8}", host in "[a-z]{1,8}(\\.[a-z]{2,4})?", port in proptest::option::of(1u16..), lr in any::<bool>()) {
+        let mut s = String::from("sip:");
+        if !user.is_empty() { s.push_str(&user); s.push('@'); }
+        s.push_str(&host);
+        if let Some(p) = port { s.push_str(&format!(":{p}")); }
+        if lr { s.push_str(";lr"); }
+        if let Ok(u) = Uri::parse(&s) {
+            prop_assert_eq!(u.to_string(), s.clone());
+            prop_assert!(Uri::parse(&u.to_string()).unwrap().equivalent(&u));
+        }
+    }
 }
