@@ -1,5 +1,6 @@
 //! Interop with `secsipidx` (Debian package `secsipidx`), an independent
 //! STIR/SHAKEN implementation: it signs, we verify; we sign, it verifies.
+#![allow(clippy::cloned_ref_to_slice_refs)]
 
 mod support;
 
