@@ -66,6 +66,7 @@ mod timers;
 mod tests;
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::time::Instant;
 
 pub use client_invite::ClientInvite;
@@ -140,6 +141,27 @@ pub enum TxnState {
     Accepted,
     /// Done: the transaction can be dropped.
     Terminated,
+}
+
+impl TxnState {
+    /// The state's name as RFC 3261 writes it ("Calling", "Proceeding", ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Calling => "Calling",
+            Self::Trying => "Trying",
+            Self::Proceeding => "Proceeding",
+            Self::Completed => "Completed",
+            Self::Confirmed => "Confirmed",
+            Self::Accepted => "Accepted",
+            Self::Terminated => "Terminated",
+        }
+    }
+}
+
+impl fmt::Display for TxnState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The operations every machine shares, so that a [`TxnTable`] (or a

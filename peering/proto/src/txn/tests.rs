@@ -1101,6 +1101,39 @@ fn pair_rfc6026_2xx_over_reliable_transport() {
     assert_eq!(pair.server_events, [(35000, Event::Terminated)]);
 }
 
+#[test]
+fn non_invite_lost_final_response_is_recovered_by_timer_e() {
+    // Both sides on their own virtual clock, stepped by hand over a wire
+    // that loses the first 200.
+    let mut client = client_non_invite(UDP);
+    let mut server = server_non_invite(UDP);
+    assert_eq!(client.take_sent(), [(0, Msg::Request("OPTIONS"))]);
+    server.input_at(ms(100), |t, now| t.respond(now, 200, Msg::Response(200)));
+    assert_eq!(server.take_sent(), [(100, Msg::Response(200))], "lost");
+    client.advance_to(ms(500));
+    assert_eq!(client.take_sent(), [(500, Msg::Request("OPTIONS"))]);
+    server.input_at(ms(500), |t, now| t.handle_request(now));
+    assert_eq!(server.take_sent(), [(500, Msg::Response(200))]);
+    client.input_at(ms(500), |t, now| {
+        t.handle_response(now, 200, Msg::Response(200))
+    });
+    client.run();
+    server.run();
+    assert!(client.take_sent().is_empty(), "no retransmission after 200");
+    assert!(server.take_sent().is_empty());
+    assert_eq!(
+        client.take_events(),
+        [(500, response(200)), (5500, Event::Terminated)]
+    );
+    assert_eq!(
+        server.take_events(),
+        [
+            (500, Event::RequestRetransmission),
+            (32100, Event::Terminated)
+        ]
+    );
+}
+
 // --- keys and the table -------------------------------------------------
 
 #[test]
@@ -1113,6 +1146,8 @@ fn client_keys_match_on_branch_and_cseq_method() {
     assert!(invite.is_client());
     assert_eq!(invite.branch(), Some("z9hG4bK776asdhds"));
     assert_eq!(invite.to_string(), "client z9hG4bK776asdhds;INVITE");
+    assert_eq!(Timer::B.to_string(), "Timer B");
+    assert_eq!(TxnState::Accepted.to_string(), "Accepted");
 }
 
 #[test]
@@ -1433,9 +1468,18 @@ struct Checker {
 }
 
 impl Checker {
-    fn drain(&mut self, machine: &mut Any) {
+    /// Returns how many messages the machine sent.
+    fn drain(&mut self, machine: &mut Any) -> usize {
         let txn = machine.txn();
-        while txn.poll_transmit().is_some() {}
+        let was_terminated = self.terminated_events > 0;
+        let mut sent = 0;
+        while txn.poll_transmit().is_some() {
+            sent += 1;
+        }
+        assert!(
+            !(was_terminated && sent > 0),
+            "sent {sent} messages after Terminated"
+        );
         while let Some(event) = txn.poll_event() {
             assert_eq!(self.terminated_events, 0, "{event:?} after Terminated");
             if event == Event::Terminated {
@@ -1446,11 +1490,19 @@ impl Checker {
         if txn.is_terminated() {
             assert_eq!(txn.poll_timeout(), None);
         }
+        sent
     }
 }
 
 /// Fires every timer up to `until`, at its deadline.
-fn run_timers(machine: &mut Any, checker: &mut Checker, now: &mut Instant, until: Instant) {
+/// On a reliable transport no timer ever sends anything.
+fn run_timers(
+    machine: &mut Any,
+    checker: &mut Checker,
+    reliability: Reliability,
+    now: &mut Instant,
+    until: Instant,
+) {
     for _ in 0..10_000 {
         match machine.txn().poll_timeout() {
             Some(deadline) if deadline <= until => {
@@ -1458,7 +1510,11 @@ fn run_timers(machine: &mut Any, checker: &mut Checker, now: &mut Instant, until
                 assert!(deadline >= *now);
                 *now = deadline;
                 machine.txn().handle_timeout(deadline);
-                checker.drain(machine);
+                let sent = checker.drain(machine);
+                assert!(
+                    !(reliability.is_reliable() && sent > 0),
+                    "a timer retransmitted on a reliable transport"
+                );
             }
             _ => {
                 *now = until;
@@ -1485,7 +1541,7 @@ fn check_sequence(kind: Kind, reliability: Reliability, t1_ms: u64, ops: &[Op], 
         match op {
             Op::Wait(wait) => {
                 let until = now + ms(*wait);
-                run_timers(&mut machine, &mut checker, &mut now, until);
+                run_timers(&mut machine, &mut checker, reliability, &mut now, until);
             }
             Op::Response(status) => machine.response(now, *status),
             Op::Request => machine.request(now),
@@ -1498,7 +1554,13 @@ fn check_sequence(kind: Kind, reliability: Reliability, t1_ms: u64, ops: &[Op], 
     // With no further input, the machine terminates within 64*T1 + T4,
     // unless it is in a state the RFC leaves to the peer or the TU.
     let last_input = now;
-    run_timers(&mut machine, &mut checker, &mut now, last_input + bound);
+    run_timers(
+        &mut machine,
+        &mut checker,
+        reliability,
+        &mut now,
+        last_input + bound,
+    );
     if !machine.txn().is_terminated() {
         assert!(
             machine.waits_without_timer(),
@@ -1510,7 +1572,13 @@ fn check_sequence(kind: Kind, reliability: Reliability, t1_ms: u64, ops: &[Op], 
         let last_input = now;
         machine.response(now, final_status);
         checker.drain(&mut machine);
-        run_timers(&mut machine, &mut checker, &mut now, last_input + bound);
+        run_timers(
+            &mut machine,
+            &mut checker,
+            reliability,
+            &mut now,
+            last_input + bound,
+        );
         assert!(
             machine.txn().is_terminated(),
             "{kind:?} still {:?} after its final response",

@@ -43,6 +43,7 @@
 //! retransmissions). Timer C belongs to the proxy core (it decides whether
 //! to CANCEL), not to the transaction layer.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 /// The base timer values every transaction timer is derived from.
@@ -176,6 +177,27 @@ const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
 pub(crate) fn after(now: Instant, duration: Duration) -> Instant {
     let duration = duration.min(MAX_TIMER);
     now.checked_add(duration).unwrap_or(now)
+}
+
+impl fmt::Display for Timer {
+    /// "Timer A" .. "Timer M", as the RFCs write them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let letter = match self {
+            Self::A => "A",
+            Self::B => "B",
+            Self::D => "D",
+            Self::E => "E",
+            Self::F => "F",
+            Self::G => "G",
+            Self::H => "H",
+            Self::I => "I",
+            Self::J => "J",
+            Self::K => "K",
+            Self::L => "L",
+            Self::M => "M",
+        };
+        write!(f, "Timer {letter}")
+    }
 }
 
 /// A running retransmission timer (A, E or G): its deadline and the
