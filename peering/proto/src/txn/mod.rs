@@ -19,6 +19,24 @@
 //! transaction is done by the caller with [`TxnKey`] (§17.1.3, §17.2.3),
 //! optionally in a [`TxnTable`].
 //!
+//! Dispatching a received message (the driver's side of §17.1.3 and
+//! §17.2.3):
+//!
+//! ```text
+//! response  -> TxnKey::client(top Via branch, CSeq method)
+//!              match:    ClientInvite / ClientNonInvite::handle_response(now, status, msg)
+//!              no match: drop it (RFC 6026: the "Accepted" state catches
+//!                        2xx retransmissions, so a stateful proxy no longer
+//!                        forwards unmatched responses)
+//! request   -> TxnKey::server(branch, sent-by, method), or
+//!              TxnKey::server_rfc2543(..) when the branch has no magic cookie
+//!   ACK     -> match:    ServerInvite::handle_ack(now, msg)
+//!              no match: the ACK for a 2xx: to the TU (a proxy forwards it)
+//!   other   -> match:    ServerInvite / ServerNonInvite::handle_request(now)
+//!              no match: a new ServerInvite / ServerNonInvite, request to the TU;
+//!                        for a CANCEL, key.cancel_target() finds the INVITE
+//! ```
+//!
 //! The vocabulary is quinn-proto's: inputs are `handle_*(now, ..)`, TU
 //! commands are plain methods (`respond`), outputs are `poll_transmit`,
 //! `poll_event` and `poll_timeout`. Every machine documents its polling
