@@ -1,5 +1,62 @@
-//! The `peering` binary: parses the command line and runs the node.
+//! The `peering` binary: parses the command line, sets up logging and runs
+//! the library.
 
-fn main() {
-    println!("peering {}", env!("CARGO_PKG_VERSION"));
+use std::process::ExitCode;
+
+use clap::Parser;
+use peering::cli::{Cli, Command, EXIT_CONFIG, EXIT_RUNTIME, load_config};
+use peering::config::Config;
+use peering::env::ProcessEnv;
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(config: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("peering: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Node { config } => {
+            let config = match load_config(config, &ProcessEnv) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_tracing(&config);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("peering: cannot start the runtime: {e}");
+                    return ExitCode::from(EXIT_RUNTIME);
+                }
+            };
+            match runtime.block_on(peering::node::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("peering: {e:#}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
+    }
 }

@@ -9,4 +9,5 @@
 
 pub mod error;
 pub mod msg;
+pub mod proxy;
 pub mod txn;

@@ -1,1 +1,5 @@
-//! End-to-end tests: one binary, one module per area.
+//! End-to-end tests: one binary, one module per area, real peers started by
+//! the harness in `peering-tests`.
+
+mod relay;
+mod torture;

@@ -1,0 +1,1542 @@
+//! The proxy state: server transactions, client transactions, and the proxy
+//! context that ties one server transaction to its serial targets.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::msg::{self, HeaderName, Message, Method, Uri};
+use crate::txn::{
+    self, ClientInvite, ClientNonInvite, Reliability, ServerInvite, ServerNonInvite, TxnMessage,
+    TxnState,
+};
+
+use super::rules::{self, RouteInfo};
+use super::types::{
+    Event, Flow, LocalInterface, ProxyConfig, Rejection, RouteDecision, RouteId, RouteKind, Target,
+    Transmit, TransmitToken, Transport,
+};
+
+/// Identifies a server transaction: RFC 3261 §17.2.3 (branch, sent-by,
+/// method; ACK is matched to its INVITE).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ServerKey {
+    branch: String,
+    sent_by: String,
+    method: String,
+}
+
+impl ServerKey {
+    /// The key of `req`, with ACK folded onto INVITE. `None` for a message
+    /// without a top Via (the parser refuses those).
+    fn of(req: &Message) -> Option<Self> {
+        let via = req.top_via()?;
+        let method = match req.method()? {
+            Method::Ack => "INVITE".to_owned(),
+            m => m.as_str().to_owned(),
+        };
+        let (host, port) = via.sent_by();
+        let branch = match via.branch() {
+            Some(b)
+                if b.len() > rules::MAGIC_COOKIE.len() && b.starts_with(rules::MAGIC_COOKIE) =>
+            {
+                b.to_owned()
+            }
+            // RFC 2543 fallback (§17.2.3): no usable branch, so match on
+            // Call-ID, From tag and CSeq number instead.
+            _ => format!(
+                "2543|{}|{}|{}",
+                req.call_id(),
+                req.from().tag().unwrap_or(""),
+                req.cseq().seq
+            ),
+        };
+        Some(Self {
+            branch,
+            sent_by: format!("{host}:{}", port.unwrap_or(0)),
+            method,
+        })
+    }
+
+    fn with_method(&self, method: &str) -> Self {
+        Self {
+            method: method.to_owned(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Identifies one of our client transactions: our branch plus whether it is
+/// the CANCEL sharing that branch (§17.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    branch: String,
+    cancel: bool,
+}
+
+#[derive(Debug)]
+enum ServerTxn {
+    Invite(ServerInvite<Message>),
+    NonInvite(ServerNonInvite<Message>),
+}
+
+#[derive(Debug)]
+struct ServerEntry {
+    txn: ServerTxn,
+    flow: Flow,
+    /// Where responses go (§18.2.2).
+    response_to: SocketAddr,
+    /// The request as received, to build local responses from.
+    request: Message,
+    ctx: Option<u64>,
+    armed: Option<Instant>,
+}
+
+#[derive(Debug)]
+enum ClientTxn {
+    Invite(ClientInvite<Message>),
+    NonInvite(ClientNonInvite<Message>),
+}
+
+#[derive(Debug)]
+struct ClientEntry {
+    txn: ClientTxn,
+    ctx: Option<u64>,
+    target: Target,
+    got_provisional: bool,
+    /// A CANCEL is owed as soon as a provisional response arrives (§9.1).
+    cancel_pending: bool,
+    /// Timer C fired on this branch: its final response counts as 408.
+    timed_out: bool,
+    /// The request forwarded on this branch (to build CANCEL from).
+    request: Message,
+    armed: Option<Instant>,
+}
+
+/// What a proxy context is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the routing seam.
+    Routing,
+    /// Forwarding to targets.
+    Forwarding,
+    /// A final response was sent upstream.
+    Done,
+}
+
+#[derive(Debug)]
+struct Context {
+    server: ServerKey,
+    /// The request after §16.4 pre-processing.
+    request: Message,
+    flow: Flow,
+    kind: RouteKind,
+    phase: Phase,
+    targets: Vec<Target>,
+    next_target: usize,
+    remove_headers: Vec<HeaderName>,
+    add_headers: Vec<(HeaderName, String)>,
+    active: Option<ClientKey>,
+    /// Best final response so far (§16.7 step 6), with its Via removed.
+    best: Option<(u16, Message)>,
+    cancelled: bool,
+    timer_c: Option<Instant>,
+    attempts: usize,
+    to_tag: String,
+    /// Live client transactions that belong to this context.
+    branches: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerRef {
+    Server(u64),
+    Client(u64),
+    TimerC(u64),
+}
+
+/// The stateful proxy core. See the module documentation for the polling
+/// order.
+#[derive(Debug)]
+pub struct Proxy {
+    config: ProxyConfig,
+    counter: u64,
+    servers: HashMap<ServerKey, ServerEntry>,
+    server_ids: HashMap<u64, ServerKey>,
+    server_id_of: HashMap<ServerKey, u64>,
+    clients: HashMap<ClientKey, ClientEntry>,
+    client_ids: HashMap<u64, ClientKey>,
+    client_id_of: HashMap<ClientKey, u64>,
+    contexts: HashMap<u64, Context>,
+    pending_routes: HashMap<u64, u64>,
+    stateless_routes: HashMap<u64, (Message, Flow)>,
+    timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    draining: bool,
+}
+
+impl Proxy {
+    /// A proxy with no transactions.
+    pub fn new(config: ProxyConfig) -> Self {
+        Self {
+            config,
+            counter: 0,
+            servers: HashMap::new(),
+            server_ids: HashMap::new(),
+            server_id_of: HashMap::new(),
+            clients: HashMap::new(),
+            client_ids: HashMap::new(),
+            client_id_of: HashMap::new(),
+            contexts: HashMap::new(),
+            pending_routes: HashMap::new(),
+            stateless_routes: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            draining: false,
+        }
+    }
+
+    /// Graceful shutdown: from now on new requests are answered 503 with
+    /// Retry-After (statelessly), while transactions in progress finish.
+    pub fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    /// Live server plus client transactions, for metrics and leak tests.
+    pub fn transaction_count(&self) -> usize {
+        self.servers.len() + self.clients.len()
+    }
+
+    /// Live proxy contexts (calls being routed or forwarded).
+    pub fn context_count(&self) -> usize {
+        self.contexts.len()
+    }
+
+    /// Whether no request is waiting for its final response (for graceful
+    /// shutdown). Transactions that only absorb retransmissions after their
+    /// final response do not count.
+    pub fn is_idle(&self) -> bool {
+        self.contexts.values().all(|c| c.phase == Phase::Done)
+            && self.clients.values().all(|c| {
+                let state = match &c.txn {
+                    ClientTxn::Invite(t) => t.state(),
+                    ClientTxn::NonInvite(t) => t.state(),
+                };
+                !matches!(
+                    state,
+                    TxnState::Calling | TxnState::Trying | TxnState::Proceeding
+                )
+            })
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event for the edge.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Proxy::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+
+    // ----- inputs -------------------------------------------------------
+
+    /// A message arrived on `flow`.
+    pub fn handle_message(&mut self, now: Instant, msg: Message, flow: Flow) {
+        if msg.is_request() {
+            self.handle_request(now, msg, flow);
+        } else {
+            self.handle_response(now, msg);
+        }
+    }
+
+    /// Every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, timer))) = self.timers.pop() else {
+                break;
+            };
+            match timer {
+                TimerRef::Server(id) => {
+                    let Some(key) = self.server_ids.get(&id).cloned() else {
+                        continue;
+                    };
+                    let Some(entry) = self.servers.get_mut(&key) else {
+                        continue;
+                    };
+                    if entry.armed != Some(at) {
+                        continue;
+                    }
+                    entry.armed = None;
+                    match &mut entry.txn {
+                        ServerTxn::Invite(t) => t.handle_timeout(now),
+                        ServerTxn::NonInvite(t) => t.handle_timeout(now),
+                    }
+                    self.drive_server(now, &key);
+                }
+                TimerRef::Client(id) => {
+                    let Some(key) = self.client_ids.get(&id).cloned() else {
+                        continue;
+                    };
+                    let Some(entry) = self.clients.get_mut(&key) else {
+                        continue;
+                    };
+                    if entry.armed != Some(at) {
+                        continue;
+                    }
+                    entry.armed = None;
+                    match &mut entry.txn {
+                        ClientTxn::Invite(t) => t.handle_timeout(now),
+                        ClientTxn::NonInvite(t) => t.handle_timeout(now),
+                    }
+                    self.drive_client(now, &key);
+                }
+                TimerRef::TimerC(ctx_id) => self.fire_timer_c(now, ctx_id, at),
+            }
+        }
+    }
+
+    /// The edge could not deliver the transmission tagged `token`.
+    pub fn handle_transport_error(&mut self, now: Instant, token: TransmitToken) {
+        let Some(key) = self.client_ids.get(&token.0).cloned() else {
+            return;
+        };
+        if let Some(entry) = self.clients.get_mut(&key) {
+            match &mut entry.txn {
+                ClientTxn::Invite(t) => t.handle_transport_error(now),
+                ClientTxn::NonInvite(t) => t.handle_transport_error(now),
+            }
+            self.drive_client(now, &key);
+        }
+    }
+
+    /// The routing seam's answer to [`Event::Route`].
+    pub fn handle_route(&mut self, now: Instant, id: RouteId, decision: RouteDecision) {
+        if let Some((ack, flow)) = self.stateless_routes.remove(&id.0) {
+            self.forward_stateless(ack, &flow, decision);
+            return;
+        }
+        let Some(ctx_id) = self.pending_routes.remove(&id.0) else {
+            return;
+        };
+        let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
+            return;
+        };
+        if ctx.phase != Phase::Routing {
+            return;
+        }
+        if ctx.cancelled {
+            self.finish_with_local(now, ctx_id, 487, "Request Terminated", &[]);
+            return;
+        }
+        match decision {
+            RouteDecision::Reject(rejection) => {
+                let method = ctx.request.method().map(|m| m.as_str().to_owned());
+                let flow = ctx.flow.clone();
+                let headers: Vec<(HeaderName, &str)> = rejection
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.as_str()))
+                    .collect();
+                self.finish_with_local(now, ctx_id, rejection.status, &rejection.reason, &headers);
+                self.events.push_back(Event::Rejected {
+                    status: rejection.status,
+                    reason: rejection.reason,
+                    method: method.unwrap_or_default(),
+                    flow,
+                });
+            }
+            RouteDecision::Forward {
+                targets,
+                remove_headers,
+                add_headers,
+            } => {
+                if targets.is_empty() {
+                    self.finish_with_local(now, ctx_id, 404, "Not Found", &[]);
+                    return;
+                }
+                ctx.targets = targets;
+                ctx.remove_headers = remove_headers;
+                ctx.add_headers = add_headers;
+                ctx.phase = Phase::Forwarding;
+                self.forward_next(now, ctx_id);
+            }
+        }
+    }
+
+    // ----- requests -----------------------------------------------------
+
+    fn handle_request(&mut self, now: Instant, req: Message, flow: Flow) {
+        let Some(method) = req.method().cloned() else {
+            return;
+        };
+        let Some(key) = ServerKey::of(&req) else {
+            return;
+        };
+        // Retransmissions and the ACK of a non-2xx final response.
+        if self.servers.contains_key(&key) {
+            if let Some(entry) = self.servers.get_mut(&key) {
+                match (&mut entry.txn, &method) {
+                    (ServerTxn::Invite(t), Method::Ack) => t.handle_ack(now, req),
+                    (ServerTxn::Invite(t), _) => t.handle_request(now),
+                    (ServerTxn::NonInvite(t), _) => t.handle_request(now),
+                }
+            }
+            self.drive_server(now, &key);
+            return;
+        }
+        if self.draining && !matches!(method, Method::Ack | Method::Cancel) {
+            let bytes = msg::response_to(
+                &req,
+                503,
+                "Service Unavailable",
+                Some(&self.local_tag(&req)),
+                &[(HeaderName::RetryAfter, "5")],
+            );
+            self.transmits.push_back(Transmit {
+                transport: flow.transport,
+                remote: response_address(&req, &flow),
+                local: Some(flow.local),
+                conn: flow.conn,
+                server_name: None,
+                bytes,
+                token: None,
+            });
+            return;
+        }
+        match method {
+            Method::Ack => self.handle_stray_ack(req, flow),
+            Method::Cancel => self.handle_cancel(now, req, flow, &key),
+            _ => self.handle_new_request(now, req, flow, key),
+        }
+    }
+
+    /// Creates the server transaction for a new request.
+    fn new_server(&mut self, req: &Message, flow: &Flow, key: &ServerKey) {
+        let reliability = reliability(flow.transport);
+        let txn = if req.method() == Some(&Method::Invite) {
+            ServerTxn::Invite(ServerInvite::new(reliability, self.config.timers))
+        } else {
+            ServerTxn::NonInvite(ServerNonInvite::new(reliability, self.config.timers))
+        };
+        let response_to = response_address(req, flow);
+        let id = self.next_id();
+        self.server_ids.insert(id, key.clone());
+        self.server_id_of.insert(key.clone(), id);
+        self.servers.insert(
+            key.clone(),
+            ServerEntry {
+                txn,
+                flow: flow.clone(),
+                response_to,
+                request: req.clone(),
+                ctx: None,
+                armed: None,
+            },
+        );
+    }
+
+    fn handle_new_request(&mut self, now: Instant, req: Message, flow: Flow, key: ServerKey) {
+        self.new_server(&req, &flow, &key);
+        let is_invite = req.method() == Some(&Method::Invite);
+        if is_invite {
+            // §16.2 / §17.2.1: a 100 at once, so the upstream stops retransmitting.
+            let trying = msg::response_to(&req, 100, "Trying", None, &[]);
+            self.respond_bytes(now, &key, 100, trying);
+        }
+
+        // OPTIONS addressed to this node, or with Max-Forwards 0 (§16.3 item 3
+        // allows a proxy to answer it itself).
+        let to_us = req
+            .request_uri()
+            .is_some_and(|u| is_node_uri(u, &self.config.interfaces, &self.config.domains));
+        let has_foreign_route = req.header(&HeaderName::Route).is_some()
+            && rules::preprocess_routes(&req, &self.config.interfaces, &self.config.domains)
+                .map(|info| info.next_route.is_some())
+                .unwrap_or(false);
+        if req.method() == Some(&Method::Options)
+            && ((to_us && !has_foreign_route) || req.max_forwards() == Some(0))
+        {
+            let allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, MESSAGE, NOTIFY, SUBSCRIBE";
+            let resp = msg::response_to(
+                &req,
+                200,
+                "OK",
+                Some(&self.local_tag(&req)),
+                &[
+                    (HeaderName::Allow, allow),
+                    (HeaderName::Server, &self.config.server_header.clone()),
+                    (HeaderName::Other("Accept".to_owned()), "application/sdp"),
+                ],
+            );
+            self.respond_bytes(now, &key, 200, resp);
+            return;
+        }
+
+        if let Err(rejection) = rules::validate_request(&req) {
+            self.reject(now, &key, &req, &flow, rejection);
+            return;
+        }
+        if rules::is_loop(&req, &self.config.interfaces, &self.config.domains) {
+            self.reject(now, &key, &req, &flow, Rejection::new(482, "Loop Detected"));
+            return;
+        }
+        let info =
+            match rules::preprocess_routes(&req, &self.config.interfaces, &self.config.domains) {
+                Ok(info) => info,
+                Err(rejection) => {
+                    self.reject(now, &key, &req, &flow, rejection);
+                    return;
+                }
+            };
+        let in_dialog = req.to().tag().is_some();
+        let through_us = info.own_routes > 0 || info.strict_router_fix;
+        let kind = if in_dialog && through_us {
+            let next_hop = match (&info.next_route, &info.request_uri) {
+                (Some(route), _) => route.uri.clone(),
+                (None, Some(uri)) => uri.clone(),
+                (None, None) => match req.request_uri() {
+                    Some(uri) => uri.clone(),
+                    None => return,
+                },
+            };
+            RouteKind::InDialog { next_hop }
+        } else {
+            if info.next_route.is_some() {
+                // A pre-loaded Route to somewhere else: following it would
+                // make the node an open relay.
+                self.reject(
+                    now,
+                    &key,
+                    &req,
+                    &flow,
+                    Rejection::new(403, "Pre-loaded Route Not Accepted"),
+                );
+                return;
+            }
+            RouteKind::Initial
+        };
+        let routed = apply_route_info(&req, &info);
+        let ctx_id = self.next_id();
+        let to_tag = self.local_tag(&req);
+        self.contexts.insert(
+            ctx_id,
+            Context {
+                server: key.clone(),
+                request: routed.clone(),
+                flow: flow.clone(),
+                kind: kind.clone(),
+                phase: Phase::Routing,
+                targets: Vec::new(),
+                next_target: 0,
+                remove_headers: Vec::new(),
+                add_headers: Vec::new(),
+                active: None,
+                best: None,
+                cancelled: false,
+                timer_c: None,
+                attempts: 0,
+                to_tag,
+                branches: 0,
+            },
+        );
+        if let Some(entry) = self.servers.get_mut(&key) {
+            entry.ctx = Some(ctx_id);
+        }
+        let route_id = self.next_id();
+        self.pending_routes.insert(route_id, ctx_id);
+        self.events.push_back(Event::Route {
+            id: RouteId(route_id),
+            request: routed,
+            flow,
+            kind,
+        });
+    }
+
+    /// An ACK that matched no server transaction: the ACK of a 2xx, which a
+    /// proxy forwards statelessly along the route set (§16.11, RFC 6026).
+    fn handle_stray_ack(&mut self, req: Message, flow: Flow) {
+        if rules::validate_request(&req).is_err()
+            || rules::is_loop(&req, &self.config.interfaces, &self.config.domains)
+        {
+            return;
+        }
+        let Ok(info) =
+            rules::preprocess_routes(&req, &self.config.interfaces, &self.config.domains)
+        else {
+            return;
+        };
+        let through_us = info.own_routes > 0 || info.strict_router_fix;
+        if !through_us && info.next_route.is_some() {
+            return;
+        }
+        let kind = if through_us {
+            let next_hop = match (&info.next_route, &info.request_uri, req.request_uri()) {
+                (Some(route), _, _) => route.uri.clone(),
+                (None, Some(uri), _) | (None, None, Some(uri)) => uri.clone(),
+                (None, None, None) => return,
+            };
+            RouteKind::InDialog { next_hop }
+        } else {
+            RouteKind::Initial
+        };
+        let routed = apply_route_info(&req, &info);
+        let id = self.next_id();
+        self.stateless_routes
+            .insert(id, (routed.clone(), flow.clone()));
+        self.events.push_back(Event::Route {
+            id: RouteId(id),
+            request: routed,
+            flow,
+            kind,
+        });
+    }
+
+    fn forward_stateless(&mut self, ack: Message, flow: &Flow, decision: RouteDecision) {
+        let RouteDecision::Forward { targets, .. } = decision else {
+            return;
+        };
+        let Some(target) = targets.into_iter().next() else {
+            return;
+        };
+        let incoming_branch = ack
+            .top_via()
+            .and_then(|v| v.branch())
+            .unwrap_or_default()
+            .to_owned();
+        let branch = rules::stateless_branch(&incoming_branch, self.config.instance);
+        let out = self.outbound_interface(target.transport, target.remote);
+        let mut editor = ack.edit();
+        if ack.to().tag().is_none() || !matches!(ack.request_uri(), Some(u) if *u == target.uri) {
+            // Initial-style routing decided a new Request-URI.
+            editor.set_request_uri(&target.uri);
+        }
+        editor.set_max_forwards(ack.max_forwards().map_or(70, |m| m.saturating_sub(1)));
+        editor.prepend_header(HeaderName::Via, &via_value(&out, target.transport, &branch));
+        let _ = flow;
+        self.transmits.push_back(Transmit {
+            transport: target.transport,
+            remote: target.remote,
+            local: Some(out.addr),
+            conn: None,
+            server_name: target.server_name.clone(),
+            bytes: editor.finish(),
+            token: None,
+        });
+    }
+
+    /// §16.10 and §9.2: CANCEL ends the matching INVITE's forwarding.
+    fn handle_cancel(&mut self, now: Instant, req: Message, flow: Flow, key: &ServerKey) {
+        let invite_key = key.with_method("INVITE");
+        self.new_server(&req, &flow, key);
+        if !self.servers.contains_key(&invite_key) {
+            let resp = msg::response_to(
+                &req,
+                481,
+                "Call/Transaction Does Not Exist",
+                Some(&self.local_tag(&req)),
+                &[],
+            );
+            self.respond_bytes(now, key, 481, resp);
+            return;
+        }
+        let resp = msg::response_to(&req, 200, "OK", Some(&self.local_tag(&req)), &[]);
+        self.respond_bytes(now, key, 200, resp);
+        let ctx_id = self.servers.get(&invite_key).and_then(|e| e.ctx);
+        let Some(ctx_id) = ctx_id else {
+            return;
+        };
+        let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
+            return;
+        };
+        if ctx.cancelled || ctx.phase == Phase::Done {
+            return;
+        }
+        ctx.cancelled = true;
+        match ctx.phase {
+            Phase::Routing => {
+                // The router will answer later; reply 487 now and ignore it.
+                self.finish_with_local(now, ctx_id, 487, "Request Terminated", &[]);
+            }
+            Phase::Forwarding => {
+                if let Some(active) = ctx.active.clone() {
+                    self.cancel_branch(now, &active);
+                } else {
+                    self.finish_with_local(now, ctx_id, 487, "Request Terminated", &[]);
+                }
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// Sends a CANCEL on a client INVITE branch, or remembers to once it has
+    /// seen a provisional response (§9.1).
+    fn cancel_branch(&mut self, now: Instant, key: &ClientKey) {
+        let Some(entry) = self.clients.get_mut(key) else {
+            return;
+        };
+        if !entry.got_provisional {
+            entry.cancel_pending = true;
+            return;
+        }
+        entry.cancel_pending = false;
+        let Some(cancel) = build_cancel(&entry.request) else {
+            return;
+        };
+        let target = entry.target.clone();
+        let cancel_key = ClientKey {
+            branch: key.branch.clone(),
+            cancel: true,
+        };
+        if self.clients.contains_key(&cancel_key) {
+            return;
+        }
+        let txn = ClientTxn::NonInvite(ClientNonInvite::new(
+            now,
+            cancel.clone(),
+            reliability(target.transport),
+            self.config.timers,
+        ));
+        self.insert_client(cancel_key.clone(), txn, None, target, cancel);
+        self.drive_client(now, &cancel_key);
+    }
+
+    // ----- forwarding ---------------------------------------------------
+
+    /// §16.6: sends the request to the next target, or finishes the context
+    /// when none is left.
+    fn forward_next(&mut self, now: Instant, ctx_id: u64) {
+        loop {
+            let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
+                return;
+            };
+            if ctx.cancelled {
+                self.finish_best(now, ctx_id);
+                return;
+            }
+            let Some(target) = ctx.targets.get(ctx.next_target).cloned() else {
+                self.finish_best(now, ctx_id);
+                return;
+            };
+            ctx.next_target += 1;
+            ctx.attempts += 1;
+            match self.send_to_target(now, ctx_id, target) {
+                Ok(()) => return,
+                Err(()) => continue,
+            }
+        }
+    }
+
+    fn send_to_target(&mut self, now: Instant, ctx_id: u64, mut target: Target) -> Result<(), ()> {
+        let branch_id = self.next_id();
+        let Some(ctx) = self.contexts.get(&ctx_id) else {
+            return Err(());
+        };
+        let req = &ctx.request;
+        let Some(method) = req.method().cloned() else {
+            return Err(());
+        };
+        let initial = ctx.kind == RouteKind::Initial;
+        let hash = rules::loop_hash(req);
+        let branch = rules::make_branch(hash, self.config.instance, branch_id);
+
+        // RFC 3261 §18.1.1: large requests move to a congestion-controlled
+        // transport unless the target asked for UDP explicitly.
+        if target.transport == Transport::Udp
+            && let Some(limit) = self.config.udp_switch_size
+            && req.as_bytes().len() + 200 > limit
+            && !matches!(&target.uri, Uri::Sip(s) if s.transport().is_some())
+        {
+            target.transport = Transport::Tcp;
+        }
+
+        let out = self.outbound_interface(target.transport, target.remote);
+        let mut editor = req.edit();
+        if initial {
+            editor.set_request_uri(&target.uri);
+        }
+        editor.set_max_forwards(req.max_forwards().map_or(70, |m| m.saturating_sub(1)));
+        for name in &ctx.remove_headers {
+            editor.remove_header(name);
+        }
+        for (name, value) in &ctx.add_headers {
+            editor.append_header(name.clone(), value);
+        }
+        if initial && self.config.record_route && rules::creates_dialog(&method) {
+            let inbound = self
+                .config
+                .interfaces
+                .iter()
+                .find(|i| i.transport == ctx.flow.transport && i.addr == ctx.flow.local)
+                .cloned();
+            // Two entries when the legs differ in transport or interface
+            // (RFC 5658 double record-routing), so that in-dialog requests
+            // from either side find the right interface.
+            if let Some(inbound) = &inbound
+                && (inbound.transport != out.transport || inbound.addr != out.addr)
+            {
+                editor.prepend_header(HeaderName::RecordRoute, &record_route_value(inbound));
+            }
+            editor.prepend_header(HeaderName::RecordRoute, &record_route_value(&out));
+        }
+        editor.prepend_header(HeaderName::Via, &via_value(&out, target.transport, &branch));
+        let bytes = editor.finish();
+        let Ok(forwarded) = Message::parse(bytes) else {
+            return Err(());
+        };
+        let key = ClientKey {
+            branch,
+            cancel: false,
+        };
+        let reliability = reliability(target.transport);
+        let txn = if method == Method::Invite {
+            ClientTxn::Invite(ClientInvite::new(
+                now,
+                forwarded.clone(),
+                reliability,
+                self.config.timers,
+            ))
+        } else {
+            ClientTxn::NonInvite(ClientNonInvite::new(
+                now,
+                forwarded.clone(),
+                reliability,
+                self.config.timers,
+            ))
+        };
+        self.insert_client(key.clone(), txn, Some(ctx_id), target, forwarded);
+        if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
+            ctx.active = Some(key.clone());
+            if method == Method::Invite {
+                let at = now + self.config.timer_c;
+                ctx.timer_c = Some(at);
+                self.timers.push(Reverse((at, TimerRef::TimerC(ctx_id))));
+            }
+        }
+        self.drive_client(now, &key);
+        Ok(())
+    }
+
+    fn insert_client(
+        &mut self,
+        key: ClientKey,
+        txn: ClientTxn,
+        ctx: Option<u64>,
+        target: Target,
+        request: Message,
+    ) {
+        let id = self.next_id();
+        if let Some(ctx) = ctx.and_then(|c| self.contexts.get_mut(&c)) {
+            ctx.branches += 1;
+        }
+        self.client_ids.insert(id, key.clone());
+        self.client_id_of.insert(key.clone(), id);
+        self.clients.insert(
+            key,
+            ClientEntry {
+                txn,
+                ctx,
+                target,
+                got_provisional: false,
+                cancel_pending: false,
+                timed_out: false,
+                request,
+                armed: None,
+            },
+        );
+    }
+
+    /// The interface to send from towards `remote` over `transport`: same
+    /// transport and address family if possible.
+    fn outbound_interface(&self, transport: Transport, remote: SocketAddr) -> LocalInterface {
+        let ifaces = &self.config.interfaces;
+        let same_family = |i: &&LocalInterface| i.addr.is_ipv4() == remote.is_ipv4();
+        let found = ifaces
+            .iter()
+            .filter(same_family)
+            .find(|i| i.transport == transport)
+            .or_else(|| ifaces.iter().find(|i| i.transport == transport))
+            .or_else(|| ifaces.iter().find(same_family))
+            .or_else(|| ifaces.first());
+        match found {
+            Some(i) if i.transport == transport => i.clone(),
+            Some(i) => LocalInterface {
+                transport,
+                ..i.clone()
+            },
+            None => LocalInterface {
+                transport,
+                addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                host: "127.0.0.1".to_owned(),
+                port: 5060,
+            },
+        }
+    }
+
+    // ----- responses ----------------------------------------------------
+
+    fn handle_response(&mut self, now: Instant, resp: Message) {
+        let status = resp.status().unwrap_or(0);
+        let Some(branch) = resp.top_via().and_then(|v| v.branch()).map(str::to_owned) else {
+            self.events.push_back(Event::StrayResponse { status });
+            return;
+        };
+        let key = ClientKey {
+            branch,
+            cancel: resp.cseq().method == Method::Cancel,
+        };
+        let Some(entry) = self.clients.get_mut(&key) else {
+            // §16.7 step 1: a stateful proxy has no business with a response
+            // that matches nothing of its own; dropping it also stops
+            // reflection (RFC 4475 bcast).
+            self.events.push_back(Event::StrayResponse { status });
+            return;
+        };
+        match &mut entry.txn {
+            ClientTxn::Invite(t) => t.handle_response(now, status, resp),
+            ClientTxn::NonInvite(t) => t.handle_response(now, status, resp),
+        }
+        self.drive_client(now, &key);
+    }
+
+    /// A response from a client branch reached the TU (§16.7).
+    fn on_branch_response(&mut self, now: Instant, key: &ClientKey, status: u16, resp: Message) {
+        let Some(entry) = self.clients.get_mut(key) else {
+            return;
+        };
+        let Some(ctx_id) = entry.ctx else {
+            // Our own CANCEL's response: nothing to relay.
+            return;
+        };
+        if (101..200).contains(&status) {
+            entry.got_provisional = true;
+        }
+        if status >= 100 && status < 200 && entry.cancel_pending {
+            self.cancel_branch(now, key);
+        }
+        let timed_out = self.clients.get(key).is_some_and(|e| e.timed_out);
+        // Step 3: remove our Via.
+        let upstream = strip_top_via(&resp);
+        match status {
+            100 => {}
+            101..=199 => {
+                if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
+                    if ctx.phase == Phase::Done {
+                        return;
+                    }
+                    // §16.7 step 2: a provisional response resets Timer C.
+                    if ctx.timer_c.is_some() {
+                        let at = now + self.config.timer_c;
+                        ctx.timer_c = Some(at);
+                        self.timers.push(Reverse((at, TimerRef::TimerC(ctx_id))));
+                    }
+                    let server = ctx.server.clone();
+                    if let Some(bytes) = upstream {
+                        self.respond_bytes(now, &server, status, bytes);
+                    }
+                }
+            }
+            200..=299 => {
+                // Step 5: every 2xx is forwarded at once, even after another.
+                let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
+                    return;
+                };
+                let first = ctx.phase != Phase::Done;
+                ctx.phase = Phase::Done;
+                ctx.timer_c = None;
+                let server = ctx.server.clone();
+                let call_id = ctx.request.call_id().to_owned();
+                let attempts = ctx.attempts;
+                if let Some(bytes) = upstream {
+                    self.respond_bytes(now, &server, status, bytes);
+                }
+                if first {
+                    self.events.push_back(Event::CallFinal {
+                        call_id,
+                        status,
+                        attempts,
+                    });
+                }
+            }
+            _ => {
+                let effective = if timed_out { 408 } else { status };
+                self.on_branch_final(now, ctx_id, effective, upstream);
+            }
+        }
+    }
+
+    /// A branch ended with a non-2xx final response (or a timeout or a
+    /// transport error, given as 408 and 503 with no message).
+    fn on_branch_final(&mut self, now: Instant, ctx_id: u64, status: u16, upstream: Option<Bytes>) {
+        let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
+            return;
+        };
+        if ctx.phase == Phase::Done {
+            return;
+        }
+        ctx.active = None;
+        ctx.timer_c = None;
+        let better = ctx
+            .best
+            .as_ref()
+            .is_none_or(|(best, _)| rules::response_rank(status) < rules::response_rank(*best));
+        if better
+            && let Some(bytes) = upstream
+            && let Ok(resp) = Message::parse(bytes)
+        {
+            ctx.best = Some((status, resp));
+        } else if better {
+            ctx.best = None;
+            // Keep the status even without a message: a local response
+            // will be generated for it.
+            ctx.best = Some((status, ctx.request.clone()));
+        }
+        let six = (600..700).contains(&status);
+        if !ctx.cancelled && !six && rules::is_failover_status(status) {
+            self.forward_next(now, ctx_id);
+        } else {
+            self.finish_best(now, ctx_id);
+        }
+    }
+
+    /// §16.7 step 6/7: sends the best response upstream.
+    fn finish_best(&mut self, now: Instant, ctx_id: u64) {
+        let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
+            return;
+        };
+        if ctx.phase == Phase::Done {
+            return;
+        }
+        match ctx.best.take() {
+            // A response message from downstream (a request clone stands
+            // for "no message": build one locally).
+            Some((status, resp)) if !resp.is_request() => {
+                if status == 503 {
+                    // §16.7 step 6: a 503 is not passed upstream as is.
+                    self.finish_with_local(now, ctx_id, 500, "Server Error Downstream", &[]);
+                } else if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
+                    ctx.phase = Phase::Done;
+                    let server = ctx.server.clone();
+                    let call_id = ctx.request.call_id().to_owned();
+                    let attempts = ctx.attempts;
+                    self.respond_bytes(
+                        now,
+                        &server,
+                        status,
+                        Bytes::copy_from_slice(resp.as_bytes()),
+                    );
+                    self.events.push_back(Event::CallFinal {
+                        call_id,
+                        status,
+                        attempts,
+                    });
+                }
+            }
+            Some((status, _)) => {
+                let (status, reason) = if ctx.cancelled {
+                    (487, "Request Terminated")
+                } else if status == 408 {
+                    (408, "Request Timeout")
+                } else {
+                    (500, "Server Error Downstream")
+                };
+                self.finish_with_local(now, ctx_id, status, reason, &[]);
+            }
+            None if ctx.cancelled => {
+                self.finish_with_local(now, ctx_id, 487, "Request Terminated", &[])
+            }
+            None => self.finish_with_local(now, ctx_id, 480, "Temporarily Unavailable", &[]),
+        }
+    }
+
+    /// Ends a context with a response generated by this node.
+    fn finish_with_local(
+        &mut self,
+        now: Instant,
+        ctx_id: u64,
+        status: u16,
+        reason: &str,
+        headers: &[(HeaderName, &str)],
+    ) {
+        let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
+            return;
+        };
+        if ctx.phase == Phase::Done {
+            return;
+        }
+        ctx.phase = Phase::Done;
+        ctx.timer_c = None;
+        let server = ctx.server.clone();
+        let call_id = ctx.request.call_id().to_owned();
+        let attempts = ctx.attempts;
+        let is_invite = ctx.request.method() == Some(&Method::Invite);
+        let Some(entry) = self.servers.get(&server) else {
+            return;
+        };
+        let original = entry.request.clone();
+        let to_tag = ctx.to_tag.clone();
+        let mut all = headers.to_vec();
+        let server_header = self.config.server_header.clone();
+        all.push((HeaderName::Server, &server_header));
+        let bytes = msg::response_to(&original, status, reason, Some(&to_tag), &all);
+        self.respond_bytes(now, &server, status, bytes);
+        if is_invite {
+            self.events.push_back(Event::CallFinal {
+                call_id,
+                status,
+                attempts,
+            });
+        }
+    }
+
+    /// Rejects a request that has no context yet.
+    fn reject(
+        &mut self,
+        now: Instant,
+        key: &ServerKey,
+        req: &Message,
+        flow: &Flow,
+        rejection: Rejection,
+    ) {
+        let headers: Vec<(HeaderName, &str)> = rejection
+            .headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_str()))
+            .chain(std::iter::once((
+                HeaderName::Server,
+                self.config.server_header.as_str(),
+            )))
+            .collect();
+        let bytes = msg::response_to(
+            req,
+            rejection.status,
+            &rejection.reason,
+            Some(&self.local_tag(req)),
+            &headers,
+        );
+        self.respond_bytes(now, key, rejection.status, bytes);
+        self.events.push_back(Event::Rejected {
+            status: rejection.status,
+            reason: rejection.reason,
+            method: req
+                .method()
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default(),
+            flow: flow.clone(),
+        });
+    }
+
+    /// Passes a response to a server transaction.
+    fn respond_bytes(&mut self, now: Instant, key: &ServerKey, status: u16, bytes: Bytes) {
+        let Ok(resp) = Message::parse(bytes) else {
+            return;
+        };
+        let Some(entry) = self.servers.get_mut(key) else {
+            return;
+        };
+        match &mut entry.txn {
+            ServerTxn::Invite(t) => t.respond(now, status, resp),
+            ServerTxn::NonInvite(t) => t.respond(now, status, resp),
+        }
+        self.drive_server(now, key);
+    }
+
+    /// A To tag for responses this node generates, stable per request.
+    fn local_tag(&self, req: &Message) -> String {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        req.call_id().hash(&mut h);
+        req.from().tag().hash(&mut h);
+        req.cseq().seq.hash(&mut h);
+        self.config.instance.hash(&mut h);
+        format!("{:x}", h.finish())
+    }
+
+    // ----- timers -------------------------------------------------------
+
+    fn fire_timer_c(&mut self, now: Instant, ctx_id: u64, at: Instant) {
+        let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
+            return;
+        };
+        if ctx.timer_c != Some(at) || ctx.phase != Phase::Forwarding {
+            return;
+        }
+        ctx.timer_c = None;
+        let Some(active) = ctx.active.clone() else {
+            return;
+        };
+        let got_provisional = self.clients.get(&active).is_some_and(|e| e.got_provisional);
+        if let Some(entry) = self.clients.get_mut(&active) {
+            entry.timed_out = true;
+        }
+        if got_provisional {
+            // §16.8: cancel the branch; its 487 then counts as a 408.
+            self.cancel_branch(now, &active);
+        } else {
+            // No response at all: treat as 408 and drop the branch.
+            self.detach_client(&active);
+            self.on_branch_final(now, ctx_id, 408, None);
+        }
+    }
+
+    // ----- driving machines ---------------------------------------------
+
+    /// Drains a server transaction's outputs and re-arms its timer.
+    fn drive_server(&mut self, now: Instant, key: &ServerKey) {
+        let Some(entry) = self.servers.get_mut(key) else {
+            return;
+        };
+        loop {
+            let out = match &mut entry.txn {
+                ServerTxn::Invite(t) => t.poll_transmit(),
+                ServerTxn::NonInvite(t) => t.poll_transmit(),
+            };
+            let Some(resp) = out else { break };
+            self.transmits.push_back(Transmit {
+                transport: entry.flow.transport,
+                remote: entry.response_to,
+                local: Some(entry.flow.local),
+                conn: entry.flow.conn,
+                server_name: None,
+                bytes: Bytes::copy_from_slice(resp.as_bytes()),
+                token: None,
+            });
+        }
+        let mut terminated = false;
+        let mut acks = Vec::new();
+        loop {
+            let ev = match &mut entry.txn {
+                ServerTxn::Invite(t) => t.poll_event(),
+                ServerTxn::NonInvite(t) => t.poll_event(),
+            };
+            match ev {
+                None => break,
+                Some(txn::Event::Terminated) => terminated = true,
+                // RFC 6026 "Accepted": an ACK for the 2xx that reused the
+                // INVITE's branch; it goes on like any 2xx ACK.
+                Some(txn::Event::Ack(ack)) => acks.push(ack),
+                Some(_) => {}
+            }
+        }
+        let flow = entry.flow.clone();
+        for ack in acks {
+            self.handle_stray_ack(ack, flow.clone());
+        }
+        let Some(entry) = self.servers.get_mut(key) else {
+            return;
+        };
+        if terminated {
+            let ctx = entry.ctx;
+            self.remove_server(key);
+            if let Some(ctx_id) = ctx {
+                self.maybe_drop_context(ctx_id);
+            }
+            return;
+        }
+        let deadline = match &entry.txn {
+            ServerTxn::Invite(t) => t.poll_timeout(),
+            ServerTxn::NonInvite(t) => t.poll_timeout(),
+        };
+        if let Some(at) = deadline
+            && entry.armed != Some(at)
+        {
+            entry.armed = Some(at);
+            if let Some(id) = self.server_id_of.get(key) {
+                self.timers.push(Reverse((at, TimerRef::Server(*id))));
+            }
+        }
+        let _ = now;
+    }
+
+    /// Drains a client transaction's outputs and events.
+    fn drive_client(&mut self, now: Instant, key: &ClientKey) {
+        let Some(id) = self.client_id_of.get(key).copied() else {
+            return;
+        };
+        let Some(entry) = self.clients.get_mut(key) else {
+            return;
+        };
+        loop {
+            let out = match &mut entry.txn {
+                ClientTxn::Invite(t) => t.poll_transmit(),
+                ClientTxn::NonInvite(t) => t.poll_transmit(),
+            };
+            let Some(req) = out else { break };
+            self.transmits.push_back(Transmit {
+                transport: entry.target.transport,
+                remote: entry.target.remote,
+                local: None,
+                conn: None,
+                server_name: entry.target.server_name.clone(),
+                bytes: Bytes::copy_from_slice(req.as_bytes()),
+                token: Some(TransmitToken(id)),
+            });
+        }
+        let mut events = Vec::new();
+        loop {
+            let ev = match &mut entry.txn {
+                ClientTxn::Invite(t) => t.poll_event(),
+                ClientTxn::NonInvite(t) => t.poll_event(),
+            };
+            match ev {
+                None => break,
+                Some(ev) => events.push(ev),
+            }
+        }
+        let deadline = match &entry.txn {
+            ClientTxn::Invite(t) => t.poll_timeout(),
+            ClientTxn::NonInvite(t) => t.poll_timeout(),
+        };
+        if let Some(at) = deadline
+            && entry.armed != Some(at)
+        {
+            entry.armed = Some(at);
+            self.timers.push(Reverse((at, TimerRef::Client(id))));
+        }
+        let mut terminated = false;
+        for ev in events {
+            match ev {
+                txn::Event::Response { status, response } => {
+                    self.on_branch_response(now, key, status, response);
+                }
+                txn::Event::Timeout(_) => self.on_branch_failure(now, key, 408),
+                txn::Event::TransportError => self.on_branch_failure(now, key, 503),
+                txn::Event::Terminated => terminated = true,
+                _ => {}
+            }
+        }
+        if terminated {
+            let ctx = self.clients.get(key).and_then(|e| e.ctx);
+            self.remove_client(key);
+            if let Some(ctx_id) = ctx {
+                if let Some(c) = self.contexts.get_mut(&ctx_id)
+                    && c.active.as_ref() == Some(key)
+                    && c.phase == Phase::Forwarding
+                {
+                    // Terminated without a final response reaching us.
+                    c.active = None;
+                    self.on_branch_final(now, ctx_id, 408, None);
+                }
+                self.maybe_drop_context(ctx_id);
+            }
+        }
+    }
+
+    fn on_branch_failure(&mut self, now: Instant, key: &ClientKey, status: u16) {
+        let Some(ctx_id) = self.detach_client(key) else {
+            return;
+        };
+        self.on_branch_final(now, ctx_id, status, None);
+        self.maybe_drop_context(ctx_id);
+    }
+
+    /// Unlinks a client transaction from its context (it lives on only to
+    /// absorb retransmissions); returns the context.
+    fn detach_client(&mut self, key: &ClientKey) -> Option<u64> {
+        let ctx_id = self.clients.get_mut(key)?.ctx.take()?;
+        if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
+            ctx.branches = ctx.branches.saturating_sub(1);
+        }
+        Some(ctx_id)
+    }
+
+    fn remove_server(&mut self, key: &ServerKey) {
+        self.servers.remove(key);
+        if let Some(id) = self.server_id_of.remove(key) {
+            self.server_ids.remove(&id);
+        }
+    }
+
+    fn remove_client(&mut self, key: &ClientKey) {
+        if let Some(entry) = self.clients.remove(key)
+            && let Some(ctx) = entry.ctx.and_then(|c| self.contexts.get_mut(&c))
+        {
+            ctx.branches = ctx.branches.saturating_sub(1);
+        }
+        if let Some(id) = self.client_id_of.remove(key) {
+            self.client_ids.remove(&id);
+        }
+    }
+
+    /// Drops a context once its server transaction is gone and no branch
+    /// refers to it.
+    fn maybe_drop_context(&mut self, ctx_id: u64) {
+        let Some(ctx) = self.contexts.get(&ctx_id) else {
+            return;
+        };
+        let server_alive = self.servers.contains_key(&ctx.server);
+        if !server_alive && ctx.branches == 0 {
+            self.contexts.remove(&ctx_id);
+            self.pending_routes.retain(|_, c| *c != ctx_id);
+        }
+    }
+}
+
+fn reliability(transport: Transport) -> Reliability {
+    if transport.is_reliable() {
+        Reliability::Reliable
+    } else {
+        Reliability::Unreliable
+    }
+}
+
+/// RFC 3261 §18.2.2 (with RFC 3581 rport): where responses to `req` go.
+fn response_address(req: &Message, flow: &Flow) -> SocketAddr {
+    if flow.transport.is_reliable() {
+        return flow.remote;
+    }
+    let Some(via) = req.top_via() else {
+        return flow.remote;
+    };
+    if via.rport().is_some() {
+        return flow.remote;
+    }
+    let port = via.sent_by().1.unwrap_or(5060);
+    SocketAddr::new(flow.remote.ip(), port)
+}
+
+/// Whether a Request-URI addresses this node itself (no user part).
+fn is_node_uri(uri: &Uri, interfaces: &[LocalInterface], domains: &[String]) -> bool {
+    matches!(uri, Uri::Sip(sip) if sip.user.is_none())
+        && rules::is_local_uri(uri, interfaces, domains)
+}
+
+/// Applies §16.4 to a copy of the request: our own Route values removed,
+/// the Request-URI restored after a strict router.
+fn apply_route_info(req: &Message, info: &RouteInfo) -> Message {
+    if info.own_routes == 0 && !info.strict_router_fix {
+        return req.clone();
+    }
+    let mut editor = req.edit();
+    if let Some(uri) = &info.request_uri {
+        editor.set_request_uri(uri);
+    }
+    let Ok(routes) = req.routes() else {
+        return req.clone();
+    };
+    let mut rest: &[msg::NameAddr] = &routes;
+    if info.remove_last_route
+        && let Some((_, front)) = rest.split_last()
+    {
+        rest = front;
+    }
+    let rest = rest.get(info.own_routes..).unwrap_or(&[]);
+    editor.remove_header(&HeaderName::Route);
+    for route in rest {
+        editor.append_header(HeaderName::Route, &route.to_string());
+    }
+    Message::parse(editor.finish()).unwrap_or_else(|_| req.clone())
+}
+
+fn via_value(out: &LocalInterface, transport: Transport, branch: &str) -> String {
+    let host = host_literal(&out.host);
+    let rport = if transport == Transport::Udp {
+        ";rport"
+    } else {
+        ""
+    };
+    format!(
+        "SIP/2.0/{} {host}:{};branch={branch}{rport}",
+        transport.via_token(),
+        out.port
+    )
+}
+
+fn record_route_value(iface: &LocalInterface) -> String {
+    let host = host_literal(&iface.host);
+    let transport = match iface.transport {
+        Transport::Udp => String::new(),
+        t => format!(";transport={}", t.param()),
+    };
+    format!("<sip:{host}:{}{transport};lr>", iface.port)
+}
+
+fn host_literal(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// The response with our top Via removed, ready for upstream.
+fn strip_top_via(resp: &Message) -> Option<Bytes> {
+    let mut editor = resp.edit();
+    editor.remove_first_value(&HeaderName::Via);
+    let bytes = editor.finish();
+    // A response whose only Via was ours has nowhere to go.
+    let parsed = Message::parse(bytes.clone()).ok()?;
+    parsed.top_via()?;
+    Some(bytes)
+}
+
+/// RFC 3261 §9.1: the CANCEL for a forwarded INVITE.
+fn build_cancel(invite: &Message) -> Option<Message> {
+    let uri = invite.request_uri()?;
+    let via = invite.header_values(&HeaderName::Via).into_iter().next()?;
+    let mut text = format!("CANCEL {uri} SIP/2.0\r\nVia: {}\r\n", via.trim());
+    for route in invite.header_values(&HeaderName::Route) {
+        text.push_str("Route: ");
+        text.push_str(route.trim());
+        text.push_str("\r\n");
+    }
+    text.push_str(&format!(
+        "Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} CANCEL\r\nContent-Length: 0\r\n\r\n",
+        invite.header(&HeaderName::From)?.trim(),
+        invite.header(&HeaderName::To)?.trim(),
+        invite.call_id(),
+        invite.cseq().seq
+    ));
+    Message::parse(Bytes::from(text)).ok()
+}
+
+/// RFC 3261 §17.1.1.3: the ACK for a non-2xx final response.
+fn build_ack(request: &Message, response: &Message) -> Option<Message> {
+    let uri = request.request_uri()?;
+    let via = request.header_values(&HeaderName::Via).into_iter().next()?;
+    let mut text = format!("ACK {uri} SIP/2.0\r\nVia: {}\r\n", via.trim());
+    for route in request.header_values(&HeaderName::Route) {
+        text.push_str("Route: ");
+        text.push_str(route.trim());
+        text.push_str("\r\n");
+    }
+    text.push_str(&format!(
+        "Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
+        request.header(&HeaderName::From)?.trim(),
+        response.header(&HeaderName::To)?.trim(),
+        request.call_id(),
+        request.cseq().seq
+    ));
+    Message::parse(Bytes::from(text)).ok()
+}
+
+impl TxnMessage for Message {
+    fn ack_for(request: &Self, response: &Self) -> Self {
+        // Both inputs parsed, so the ACK built from their fields parses too;
+        // should it not, re-sending the response is harmless (a peer drops a
+        // stray response) where re-sending the request would not be.
+        build_ack(request, response).unwrap_or_else(|| response.clone())
+    }
+}

@@ -1,0 +1,229 @@
+//! The pure rules of RFC 3261 §16 that need no state: request validation
+//! (§16.3), branch and loop detection (§16.6 item 8, §16.3 item 4), route
+//! pre-processing (§16.4) and best-response selection (§16.7).
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use crate::msg::{HeaderName, Message, Method, NameAddr, Uri};
+
+use super::types::{LocalInterface, Rejection, Transport};
+
+/// The RFC 3261 magic cookie that starts every compliant branch.
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// Option tags this proxy supports in Proxy-Require (none: a proxy needs no
+/// extension to relay).
+const SUPPORTED_PROXY_OPTIONS: &[&str] = &[];
+
+/// §16.3: checks a request before any routing work. `Err` carries the
+/// response to send.
+pub fn validate_request(req: &Message) -> Result<(), Rejection> {
+    // 1. Reasonable syntax: done by the parser. 2. URI scheme.
+    match req.request_uri() {
+        Some(Uri::Sip(_) | Uri::Tel(_)) => {}
+        Some(Uri::Other { .. }) | None => {
+            return Err(Rejection::new(416, "Unsupported URI Scheme"));
+        }
+    }
+    // 3. Max-Forwards. OPTIONS with Max-Forwards 0 addressed to this node is
+    // answered by the caller of this function before it gets here.
+    if req.max_forwards() == Some(0) {
+        return Err(Rejection::new(483, "Too Many Hops"));
+    }
+    // 5. Proxy-Require.
+    let unsupported: Vec<&str> = req
+        .header_values(&HeaderName::ProxyRequire)
+        .into_iter()
+        .map(str::trim)
+        .filter(|tag| {
+            !tag.is_empty()
+                && !SUPPORTED_PROXY_OPTIONS
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(tag))
+        })
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(Rejection::new(420, "Bad Extension")
+            .with_header(HeaderName::Unsupported, unsupported.join(", ")));
+    }
+    Ok(())
+}
+
+/// The part of a branch that identifies the request's routing-relevant
+/// fields (RFC 3261 §16.6 item 8): Request-URI as received, From tag, To
+/// tag, Call-ID, CSeq number, and the Route and Proxy-Require headers. A
+/// request that comes back with the same hash in one of our Vias has looped.
+pub fn loop_hash(req: &Message) -> u64 {
+    let mut h = DefaultHasher::new();
+    if let Some(uri) = req.request_uri() {
+        uri.to_string().hash(&mut h);
+    }
+    req.from().tag().hash(&mut h);
+    req.to().tag().hash(&mut h);
+    req.call_id().hash(&mut h);
+    req.cseq().seq.hash(&mut h);
+    for value in req.header_values(&HeaderName::Route) {
+        value.trim().hash(&mut h);
+    }
+    for value in req.header_values(&HeaderName::ProxyRequire) {
+        value.trim().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Builds a branch: magic cookie, the loop hash, then a unique suffix.
+pub fn make_branch(loop_hash: u64, instance: u64, counter: u64) -> String {
+    format!("{MAGIC_COOKIE}{loop_hash:016x}.{instance:x}{counter:x}")
+}
+
+/// The branch a stateless forward uses (§16.11): derived from the incoming
+/// branch, so retransmissions of a 2xx-ACK get the same one.
+pub fn stateless_branch(incoming_branch: &str, instance: u64) -> String {
+    let mut h = DefaultHasher::new();
+    incoming_branch.hash(&mut h);
+    instance.hash(&mut h);
+    format!("{MAGIC_COOKIE}sl{:016x}", h.finish())
+}
+
+/// §16.3 item 4: whether `req` has already passed this node with the same
+/// routing-relevant fields (a loop, as opposed to a spiral).
+pub fn is_loop(req: &Message, interfaces: &[LocalInterface], domains: &[String]) -> bool {
+    let Ok(vias) = req.vias() else {
+        return false;
+    };
+    let mut ours = vias.iter().filter(|via| {
+        let (host, port) = via.sent_by();
+        is_local_host_port(&host.to_string(), port, None, interfaces, domains)
+    });
+    let Some(_) = ours.clone().next() else {
+        return false;
+    };
+    let hash = format!("{MAGIC_COOKIE}{:016x}.", loop_hash(req));
+    ours.any(|via| via.branch().is_some_and(|b| b.starts_with(&hash)))
+}
+
+/// Whether `host:port` (port as written, `None` for the transport default)
+/// names this node. `transport` narrows the interfaces compared when known.
+pub fn is_local_host_port(
+    host: &str,
+    port: Option<u16>,
+    transport: Option<Transport>,
+    interfaces: &[LocalInterface],
+    domains: &[String],
+) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let interface_match = interfaces.iter().any(|i| {
+        let default_port = if i.transport == Transport::Tls {
+            5061
+        } else {
+            5060
+        };
+        transport.is_none_or(|t| t == i.transport)
+            && (i.host.eq_ignore_ascii_case(host) || i.addr.ip().to_string() == host)
+            && port.unwrap_or(default_port) == i.port
+    });
+    interface_match || (port.is_none() && domains.iter().any(|d| d.eq_ignore_ascii_case(host)))
+}
+
+/// Whether a URI names this node.
+pub fn is_local_uri(uri: &Uri, interfaces: &[LocalInterface], domains: &[String]) -> bool {
+    match uri {
+        Uri::Sip(sip) => {
+            let transport = sip.transport().and_then(Transport::from_token);
+            let host = sip.host.to_string();
+            is_local_host_port(&host, sip.port, transport, interfaces, domains)
+                || (sip.port.is_none()
+                    && is_local_host_port(&host, None, None, interfaces, domains))
+        }
+        Uri::Tel(_) | Uri::Other { .. } => false,
+    }
+}
+
+/// The result of §16.4 route pre-processing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteInfo {
+    /// The Request-URI to forward with (changed when a strict router put one
+    /// of our URIs there).
+    pub request_uri: Option<Uri>,
+    /// How many leading Route values were ours and must be removed.
+    pub own_routes: usize,
+    /// The first Route value that is not ours, if any.
+    pub next_route: Option<NameAddr>,
+    /// The Request-URI named this node and was replaced from the last Route.
+    pub strict_router_fix: bool,
+    /// Whether the last Route value must be removed (strict-router fix).
+    pub remove_last_route: bool,
+}
+
+/// §16.4: strict-router compatibility and removal of our own Route values.
+pub fn preprocess_routes(
+    req: &Message,
+    interfaces: &[LocalInterface],
+    domains: &[String],
+) -> Result<RouteInfo, Rejection> {
+    let routes = req
+        .routes()
+        .map_err(|_| Rejection::new(400, "Bad Route Header"))?;
+    let mut info = RouteInfo {
+        request_uri: None,
+        own_routes: 0,
+        next_route: None,
+        strict_router_fix: false,
+        remove_last_route: false,
+    };
+    let mut routes: &[NameAddr] = &routes;
+    // A strict router upstream put our Record-Route URI (which we always
+    // write with `lr`) into the Request-URI: restore the real one from the
+    // last Route value.
+    if let Some(uri @ Uri::Sip(sip)) = req.request_uri()
+        && sip.is_lr()
+        && is_local_uri(uri, interfaces, domains)
+        && let Some((last, rest)) = routes.split_last()
+    {
+        info.request_uri = Some(last.uri.clone());
+        info.strict_router_fix = true;
+        info.remove_last_route = true;
+        routes = rest;
+    }
+    for route in routes {
+        if is_local_uri(&route.uri, interfaces, domains) {
+            info.own_routes += 1;
+        } else {
+            info.next_route = Some(route.clone());
+            break;
+        }
+    }
+    Ok(info)
+}
+
+/// How good a final response is for §16.7 step 6 best-response selection:
+/// lower is better. 6xx beats everything, then 2xx (never stored), then the
+/// lowest class, preferring specific 4xx codes over 408 and 503.
+pub fn response_rank(status: u16) -> u32 {
+    match status {
+        600..=699 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        401 | 407 | 415 | 420 | 484 => 3,
+        408 => 6,
+        400..=499 => 4,
+        503 => 8,
+        500..=599 => 7,
+        _ => 9,
+    }
+}
+
+/// Whether a final response (or its absence) should send the call to the
+/// next target in the list: 408, 5xx and transport errors (generated as
+/// 503 by the core).
+pub fn is_failover_status(status: u16) -> bool {
+    status == 408 || (500..=599).contains(&status)
+}
+
+/// Methods that create dialogs and therefore get a Record-Route.
+pub fn creates_dialog(method: &Method) -> bool {
+    matches!(
+        method,
+        Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
+    )
+}

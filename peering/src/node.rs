@@ -1,0 +1,360 @@
+//! The node: binds the transports, runs the proxy core in one task, answers
+//! the core's routing questions through the [`Router`], and shuts down
+//! gracefully.
+//!
+//! ```text
+//!  UDP/TCP/TLS tasks ──Input──► core task (Proxy) ──Transmit──► Transports::send
+//!                                  │   ▲
+//!                      Event::Route│   │handle_route
+//!                                  ▼   │
+//!                          router task per request
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use peering_proto::proxy::{
+    Event, LocalInterface, Proxy, ProxyConfig, RouteDecision, RouteId, Transport,
+};
+use peering_proto::txn::TimerConfig;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::admin;
+use crate::config::{Config, TransportKind};
+use crate::metrics::Metrics;
+use crate::router::{RouteRequest, Router, StaticRouter};
+use crate::tls;
+use crate::transport::{Bound, Input, ListenSpec, StreamSettings, Transports};
+
+/// A running node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    /// The SIP listeners, with the ports actually bound.
+    pub sip: Vec<Bound>,
+    /// The admin API address, if enabled.
+    pub admin: Option<SocketAddr>,
+    /// The node's metrics.
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    core: JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// The first bound address of a transport.
+    pub fn addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.sip
+            .iter()
+            .find(|b| b.transport == transport)
+            .map(|b| b.address)
+    }
+
+    /// Starts a graceful shutdown and waits for the core to finish (at most
+    /// the grace period).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.core.await;
+    }
+
+    /// Waits until the core stops by itself.
+    pub async fn wait(self) {
+        let _ = self.core.await;
+    }
+
+    /// Asks for a graceful shutdown without waiting.
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+fn transport_of(kind: TransportKind) -> Transport {
+    match kind {
+        TransportKind::Udp => Transport::Udp,
+        TransportKind::Tcp => Transport::Tcp,
+        TransportKind::Tls => Transport::Tls,
+    }
+}
+
+/// Starts a node with the static router of its configuration.
+pub async fn start(config: Config) -> anyhow::Result<NodeHandle> {
+    let router = Arc::new(StaticRouter::new(&config.routes));
+    start_with_router(config, router).await
+}
+
+/// Starts a node with a given router (the seam where ENUM and policy plug in).
+pub async fn start_with_router(
+    config: Config,
+    router: Arc<dyn Router>,
+) -> anyhow::Result<NodeHandle> {
+    let metrics = Arc::new(Metrics::default());
+    let (input_tx, input_rx) = mpsc::channel(16 * 1024);
+    let (tls_acceptor, tls_connector) = match &config.tls {
+        Some(section) => (
+            Some(tls::acceptor(section).context("loading the [tls] section for listeners")?),
+            Some(tls::connector(section).context("loading the [tls] section for outbound TLS")?),
+        ),
+        None => (None, None),
+    };
+    let specs: Vec<ListenSpec> = config
+        .sip
+        .listen
+        .iter()
+        .map(|l| ListenSpec {
+            transport: transport_of(l.transport),
+            address: l.address,
+        })
+        .collect();
+    let settings = StreamSettings {
+        max_message_size: config.sip.max_message_size,
+        idle_timeout: Duration::from_secs(config.sip.idle_timeout_secs),
+        handshake_timeout: Duration::from_secs(config.sip.handshake_timeout_secs),
+    };
+    let (transports, bound) = Transports::bind(
+        &specs,
+        settings,
+        tls_acceptor,
+        tls_connector,
+        input_tx,
+        metrics.clone(),
+    )
+    .await
+    .context("binding SIP listeners")?;
+    for b in &bound {
+        info!(transport = %b.transport, address = %b.address, "SIP listener ready");
+    }
+
+    let interfaces: Vec<LocalInterface> = bound
+        .iter()
+        .zip(config.sip.listen.iter())
+        .map(|(b, l)| {
+            let (host, port) = advertised(l.advertise.as_deref(), b.address);
+            LocalInterface {
+                transport: b.transport,
+                addr: b.address,
+                host,
+                port,
+            }
+        })
+        .collect();
+    let proxy_config = ProxyConfig {
+        interfaces,
+        domains: config.sip.domains.clone(),
+        record_route: config.sip.record_route,
+        timers: TimerConfig {
+            t1: Duration::from_millis(config.timers.t1_ms),
+            t2: Duration::from_millis(config.timers.t2_ms),
+            t4: Duration::from_millis(config.timers.t4_ms),
+        },
+        timer_c: Duration::from_millis(config.timers.timer_c_ms),
+        server_header: config.sip.server_header.clone(),
+        udp_switch_size: config.sip.udp_size_switch.then_some(config.sip.udp_switch_size),
+        instance: rand::random(),
+    };
+    let proxy = Proxy::new(proxy_config);
+
+    let admin_addr = match config.admin.listen {
+        Some(addr) => Some(
+            admin::serve(addr, metrics.clone())
+                .await
+                .with_context(|| format!("binding the admin API on {addr}"))?,
+        ),
+        None => None,
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let core = tokio::spawn(core_loop(
+        proxy,
+        input_rx,
+        router,
+        transports,
+        metrics.clone(),
+        shutdown_rx,
+        config.grace_period(),
+    ));
+    Ok(NodeHandle {
+        sip: bound,
+        admin: admin_addr,
+        metrics,
+        shutdown: shutdown_tx,
+        core,
+    })
+}
+
+/// The host and port written in Via and Record-Route for a listener.
+fn advertised(advertise: Option<&str>, bound: SocketAddr) -> (String, u16) {
+    let Some(adv) = advertise else {
+        return (bound.ip().to_string(), bound.port());
+    };
+    // `host`, `host:port`, `[v6]:port` or a bare IPv6 address.
+    if let Ok(sa) = adv.parse::<SocketAddr>() {
+        return (sa.ip().to_string(), sa.port());
+    }
+    if let Some((host, port)) = adv.rsplit_once(':')
+        && !host.contains(':')
+        && let Ok(port) = port.parse()
+    {
+        return (host.to_owned(), port);
+    }
+    (
+        adv.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        bound.port(),
+    )
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn core_loop(
+    mut proxy: Proxy,
+    mut input: mpsc::Receiver<Input>,
+    router: Arc<dyn Router>,
+    transports: Transports,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let (route_tx, mut route_rx) = mpsc::unbounded_channel::<(RouteId, RouteDecision)>();
+    let mut drain_until: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = proxy.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            biased;
+            changed = shutdown.changed(), if drain_until.is_none() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    info!(grace_secs = grace.as_secs(), "shutting down: finishing transactions");
+                    proxy.start_draining();
+                    drain_until = Some(tokio::time::Instant::now() + grace);
+                }
+            }
+            Some((id, decision)) = route_rx.recv() => {
+                proxy.handle_route(now(), id, decision);
+            }
+            msg = input.recv() => {
+                match msg {
+                    Some(Input::Message(message, flow)) => proxy.handle_message(now(), message, flow),
+                    Some(Input::TransportError(token)) => proxy.handle_transport_error(now(), token),
+                    None => break,
+                }
+            }
+            () = sleep_until(deadline) => {
+                proxy.handle_timeout(now());
+            }
+            () = sleep_until(drain_until) => {
+                warn!(
+                    transactions = proxy.transaction_count(),
+                    "grace period over, stopping with transactions in progress"
+                );
+                break;
+            }
+        }
+        while let Some(transmit) = proxy.poll_transmit() {
+            transports.send(transmit);
+        }
+        while let Some(event) = proxy.poll_event() {
+            handle_event(event, &router, &route_tx, &metrics);
+        }
+        metrics
+            .transactions
+            .store(proxy.transaction_count() as i64, Ordering::Relaxed);
+        metrics
+            .contexts
+            .store(proxy.context_count() as i64, Ordering::Relaxed);
+        if drain_until.is_some() && proxy.is_idle() {
+            info!("all transactions finished");
+            break;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn handle_event(
+    event: Event,
+    router: &Arc<dyn Router>,
+    route_tx: &mpsc::UnboundedSender<(RouteId, RouteDecision)>,
+    metrics: &Metrics,
+) {
+    match event {
+        Event::Route {
+            id,
+            request,
+            flow,
+            kind,
+        } => {
+            let router = router.clone();
+            let tx = route_tx.clone();
+            tokio::spawn(async move {
+                let decision = router
+                    .route(RouteRequest {
+                        request,
+                        flow,
+                        kind,
+                    })
+                    .await;
+                let _ = tx.send((id, decision));
+            });
+        }
+        Event::Rejected {
+            status,
+            reason,
+            method,
+            flow,
+        } => {
+            info!(status, %reason, %method, remote = %flow.remote, transport = %flow.transport, "request rejected");
+            metrics.incr_labelled("rejections", format!("{status} {reason}"));
+        }
+        Event::CallFinal {
+            call_id,
+            status,
+            attempts,
+        } => {
+            debug!(%call_id, status, attempts, "call final response");
+            metrics.incr_labelled("call_final", status.to_string());
+        }
+        Event::StrayResponse { status } => {
+            debug!(status, "stray response dropped");
+            metrics.stray_responses.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs a node until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let node = start(config).await?;
+    wait_for_signal().await;
+    info!("signal received");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

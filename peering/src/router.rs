@@ -1,0 +1,247 @@
+//! The routing seam: where the node decides where a request goes.
+//!
+//! The proxy core asks one question per request ([`RouteRequest`]); a
+//! [`Router`] answers with targets or a rejection. The static table from the
+//! configuration is one router; ENUM and policy plug in as others, composed
+//! in front of it, with no change to the proxy core.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+
+use peering_proto::msg::{Host, Message, Uri};
+use peering_proto::proxy::{Flow, Rejection, RouteDecision, RouteKind, Target, Transport};
+
+use crate::config::RouteEntry;
+
+/// A boxed future, as the routing trait returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One routing question.
+#[derive(Debug, Clone)]
+pub struct RouteRequest {
+    /// The request after route pre-processing.
+    pub request: Message,
+    /// Where it came from.
+    pub flow: Flow,
+    /// Initial or in-dialog (with the next hop fixed).
+    pub kind: RouteKind,
+}
+
+/// Decides where requests go.
+pub trait Router: Send + Sync + 'static {
+    /// Answers one routing question.
+    fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision>;
+}
+
+/// The static routing table of the configuration (`[[route]]`).
+#[derive(Debug, Clone)]
+pub struct StaticRouter {
+    domains: Vec<(String, Vec<Uri>)>,
+    /// Sorted longest prefix first.
+    prefixes: Vec<(String, Vec<Uri>)>,
+}
+
+impl StaticRouter {
+    /// Builds the table; target URIs were validated with the configuration.
+    pub fn new(entries: &[RouteEntry]) -> Self {
+        let mut domains = Vec::new();
+        let mut prefixes = Vec::new();
+        for entry in entries {
+            let targets: Vec<Uri> = entry
+                .targets
+                .iter()
+                .filter_map(|t| t.parse::<Uri>().ok())
+                .collect();
+            if let Some(domain) = &entry.domain {
+                domains.push((domain.to_ascii_lowercase(), targets));
+            } else if let Some(prefix) = &entry.prefix {
+                prefixes.push((prefix.clone(), targets));
+            }
+        }
+        // Longest prefix first; a stable sort keeps file order among equals.
+        prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Self { domains, prefixes }
+    }
+
+    /// The targets configured for a Request-URI, if any entry matches.
+    pub fn lookup(&self, uri: &Uri) -> Option<&[Uri]> {
+        if let Uri::Sip(sip) = uri {
+            let host = sip.host.to_string().to_ascii_lowercase();
+            if let Some((_, t)) = self.domains.iter().find(|(d, _)| *d == host) {
+                return Some(t);
+            }
+        }
+        let number = called_number(uri)?;
+        self.prefixes
+            .iter()
+            .find(|(p, _)| number.starts_with(p.as_str()))
+            .map(|(_, t)| t.as_slice())
+    }
+}
+
+/// The called number of a Request-URI: the user part of a `sip:`/`sips:`
+/// URI (unescaped `%2B` becomes `+`) or the number of a `tel:` URI.
+pub fn called_number(uri: &Uri) -> Option<String> {
+    match uri {
+        Uri::Sip(sip) => sip.user.as_deref().map(unescape_user),
+        Uri::Tel(tel) => Some(tel.number.clone()),
+        Uri::Other { .. } => None,
+    }
+}
+
+fn unescape_user(user: &str) -> String {
+    let bytes = user.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = user.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Router for StaticRouter {
+    fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision> {
+        Box::pin(async move {
+            match &request.kind {
+                RouteKind::InDialog { next_hop } => match resolve_uri(next_hop).await {
+                    Ok(targets) => RouteDecision::forward(
+                        targets
+                            .into_iter()
+                            .map(|mut t| {
+                                // In-dialog: the Request-URI is kept as received.
+                                if let Some(uri) = request.request.request_uri() {
+                                    t.uri = uri.clone();
+                                }
+                                t
+                            })
+                            .collect(),
+                    ),
+                    Err(rejection) => RouteDecision::Reject(rejection),
+                },
+                RouteKind::Initial => {
+                    let Some(uri) = request.request.request_uri() else {
+                        return RouteDecision::Reject(Rejection::new(400, "Bad Request-URI"));
+                    };
+                    let Some(configured) = self.lookup(uri) else {
+                        return RouteDecision::Reject(Rejection::new(404, "No Route To Destination"));
+                    };
+                    let mut targets = Vec::new();
+                    let mut last_err = None;
+                    for target_uri in configured {
+                        match resolve_uri(target_uri).await {
+                            Ok(resolved) => {
+                                for mut t in resolved {
+                                    t.uri = request_uri_for(uri, target_uri);
+                                    targets.push(t);
+                                }
+                            }
+                            Err(e) => last_err = Some(e),
+                        }
+                    }
+                    if targets.is_empty() {
+                        return RouteDecision::Reject(
+                            last_err.unwrap_or_else(|| Rejection::new(404, "Not Found")),
+                        );
+                    }
+                    RouteDecision::forward(targets)
+                }
+            }
+        })
+    }
+}
+
+/// The Request-URI to send to a static target: the target's host, port and
+/// parameters with the called user kept, so that the terminating side sees
+/// the number that was dialled.
+fn request_uri_for(original: &Uri, target: &Uri) -> Uri {
+    let Uri::Sip(target_sip) = target else {
+        return target.clone();
+    };
+    let mut out = target_sip.clone();
+    if out.user.is_none() {
+        match original {
+            Uri::Sip(orig) => {
+                out.user.clone_from(&orig.user);
+                if let Some(v) = orig.param("user") {
+                    out.params.push(("user".to_owned(), v.map(str::to_owned)));
+                }
+            }
+            Uri::Tel(tel) => {
+                out.user = Some(tel.number.clone());
+                out.params.push(("user".to_owned(), Some("phone".to_owned())));
+            }
+            Uri::Other { .. } => {}
+        }
+    }
+    Uri::Sip(out)
+}
+
+/// Resolves a SIP URI to next-hop targets: numeric hosts directly, names
+/// through the system resolver (A/AAAA). The transport comes from the
+/// `transport` parameter, `sips:` means TLS, else UDP.
+pub async fn resolve_uri(uri: &Uri) -> Result<Vec<Target>, Rejection> {
+    let Uri::Sip(sip) = uri else {
+        return Err(Rejection::new(416, "Unsupported URI Scheme"));
+    };
+    let sips = uri.to_string().starts_with("sips:");
+    let transport = match sip.transport() {
+        Some(t) => Transport::from_token(t)
+            .ok_or_else(|| Rejection::new(503, "Unsupported Transport To Next Hop"))?,
+        None if sips => Transport::Tls,
+        None => Transport::Udp,
+    };
+    let transport = if sips { Transport::Tls } else { transport };
+    let default_port = if transport == Transport::Tls {
+        5061
+    } else {
+        5060
+    };
+    let host = sip.maddr().map_or_else(|| sip.host.to_string(), str::to_owned);
+    let port = sip.port.unwrap_or(default_port);
+    let server_name = match &sip.host {
+        Host::Domain(d) => Some(d.clone()),
+        _ => None,
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = if let Ok(ip) = bare.parse::<IpAddr>() {
+        vec![SocketAddr::new(ip, port)]
+    } else {
+        match tokio::net::lookup_host((bare, port)).await {
+            Ok(addrs) => addrs.collect(),
+            Err(_) => return Err(Rejection::new(503, "Next Hop Not Resolvable")),
+        }
+    };
+    if addrs.is_empty() {
+        return Err(Rejection::new(503, "Next Hop Not Resolvable"));
+    }
+    Ok(addrs
+        .into_iter()
+        .filter(|a| !a.ip().is_unspecified() && !is_broadcast(a.ip()))
+        .map(|remote| Target {
+            uri: uri.clone(),
+            transport,
+            remote,
+            server_name: server_name.clone(),
+        })
+        .collect())
+}
+
+fn is_broadcast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_broadcast() || v4.is_multicast(),
+        IpAddr::V6(v6) => v6.is_multicast(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

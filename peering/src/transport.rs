@@ -1,0 +1,624 @@
+//! SIP transports at the tokio edge: UDP sockets, TCP and TLS listeners,
+//! outbound connections with reuse, and stream framing through the pure
+//! `StreamDecoder`.
+//!
+//! Every received message is parsed here and handed to the core as
+//! [`Input::Message`]; requests that fail to parse are answered here with
+//! the 400/505 the parser chose (RFC 3261 §16.3 item 1), and responses that
+//! fail to parse are dropped and counted. Responses go back over the
+//! connection the request came on (§18.2.2); outbound requests reuse an open
+//! connection to the same peer (RFC 5923 style) or open one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use peering_proto::msg::{self, Frame, Message, StreamDecoder};
+use peering_proto::proxy::{ConnId, Flow, Transmit, TransmitToken, Transport};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tracing::{debug, info, warn};
+
+use crate::metrics::Metrics;
+
+/// What the transports hand to the core task.
+#[derive(Debug)]
+pub enum Input {
+    /// A parsed message and where it came from.
+    Message(Message, Flow),
+    /// A transmission failed.
+    TransportError(TransmitToken),
+}
+
+/// Settings for stream transports.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Largest message accepted on a stream.
+    pub max_message_size: usize,
+    /// Idle connections are closed after this long.
+    pub idle_timeout: Duration,
+    /// TLS handshake (and TCP connect) limit.
+    pub handshake_timeout: Duration,
+}
+
+/// A bound UDP socket.
+#[derive(Debug, Clone)]
+struct UdpEndpoint {
+    local: SocketAddr,
+    socket: Arc<UdpSocket>,
+}
+
+#[derive(Debug)]
+struct ConnEntry {
+    tx: mpsc::Sender<Bytes>,
+    transport: Transport,
+    remote: SocketAddr,
+}
+
+#[derive(Debug, Default)]
+struct ConnTable {
+    by_id: HashMap<ConnId, ConnEntry>,
+    by_peer: HashMap<(Transport, SocketAddr), ConnId>,
+}
+
+/// All transports of a node.
+#[derive(Clone)]
+pub struct Transports {
+    udp: Arc<Vec<UdpEndpoint>>,
+    conns: Arc<Mutex<ConnTable>>,
+    next_conn: Arc<AtomicU64>,
+    input: mpsc::Sender<Input>,
+    settings: StreamSettings,
+    tls_connector: Option<TlsConnector>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Transports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transports")
+            .field("udp", &self.udp)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors while binding the transports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// A listener could not be bound.
+    #[error("cannot bind {transport} on {address}: {source}")]
+    Bind {
+        /// The transport.
+        transport: Transport,
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A TLS listener was configured without a TLS server configuration.
+    #[error("TLS listener on {address} needs a [tls] certificate and key")]
+    NoTlsConfig {
+        /// The address.
+        address: SocketAddr,
+    },
+}
+
+/// A listener to bind.
+#[derive(Debug, Clone)]
+pub struct ListenSpec {
+    /// Transport.
+    pub transport: Transport,
+    /// Address (port 0 picks a free port).
+    pub address: SocketAddr,
+}
+
+/// What was bound.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    /// Transport.
+    pub transport: Transport,
+    /// The actual local address.
+    pub address: SocketAddr,
+}
+
+impl Transports {
+    /// Binds every listener and starts the receive tasks. Messages go to
+    /// `input`.
+    pub async fn bind(
+        specs: &[ListenSpec],
+        settings: StreamSettings,
+        tls_acceptor: Option<TlsAcceptor>,
+        tls_connector: Option<TlsConnector>,
+        input: mpsc::Sender<Input>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Self, Vec<Bound>), TransportError> {
+        let mut udp = Vec::new();
+        let mut listeners = Vec::new();
+        let mut bound = Vec::new();
+        for spec in specs {
+            let bind_err = |source| TransportError::Bind {
+                transport: spec.transport,
+                address: spec.address,
+                source,
+            };
+            match spec.transport {
+                Transport::Udp => {
+                    let socket = bind_udp(spec.address).map_err(bind_err)?;
+                    let local = socket.local_addr().map_err(bind_err)?;
+                    udp.push(UdpEndpoint {
+                        local,
+                        socket: Arc::new(socket),
+                    });
+                    bound.push(Bound {
+                        transport: Transport::Udp,
+                        address: local,
+                    });
+                }
+                Transport::Tcp | Transport::Tls => {
+                    if spec.transport == Transport::Tls && tls_acceptor.is_none() {
+                        return Err(TransportError::NoTlsConfig {
+                            address: spec.address,
+                        });
+                    }
+                    let listener = TcpListener::bind(spec.address).await.map_err(bind_err)?;
+                    let local = listener.local_addr().map_err(bind_err)?;
+                    bound.push(Bound {
+                        transport: spec.transport,
+                        address: local,
+                    });
+                    listeners.push((spec.transport, local, listener));
+                }
+            }
+        }
+        let transports = Self {
+            udp: Arc::new(udp),
+            conns: Arc::new(Mutex::new(ConnTable::default())),
+            next_conn: Arc::new(AtomicU64::new(1)),
+            input,
+            settings,
+            tls_connector,
+            metrics,
+        };
+        for endpoint in transports.udp.iter() {
+            tokio::spawn(transports.clone().udp_loop(endpoint.clone()));
+        }
+        for (transport, local, listener) in listeners {
+            let acceptor = if transport == Transport::Tls {
+                tls_acceptor.clone()
+            } else {
+                None
+            };
+            tokio::spawn(transports.clone().accept_loop(transport, local, listener, acceptor));
+        }
+        Ok((transports, bound))
+    }
+
+    async fn udp_loop(self, endpoint: UdpEndpoint) {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let (len, remote) = match endpoint.socket.recv_from(&mut buf).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // ICMP errors surface here on some systems; keep serving.
+                    debug!(error = %e, "udp receive error");
+                    continue;
+                }
+            };
+            if self.input.is_closed() {
+                return;
+            }
+            let data = &buf[..len];
+            if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                // Keep-alive or padding.
+                continue;
+            }
+            let flow = Flow {
+                transport: Transport::Udp,
+                local: endpoint.local,
+                remote,
+                conn: None,
+            };
+            self.metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+            match Message::parse(Bytes::copy_from_slice(data)) {
+                Ok(message) => {
+                    if self.input.send(Input::Message(message, flow)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    if let Some(reply) = self.reject_unparsable(data, &error) {
+                        let _ = endpoint.socket.send_to(&reply, remote).await;
+                    }
+                    debug!(%remote, %error, "unparsable UDP message");
+                }
+            }
+        }
+    }
+
+    /// Counts an unparsable message and builds the error response for a
+    /// request (None for a response, which is dropped).
+    fn reject_unparsable(&self, data: &[u8], error: &msg::ParseError) -> Option<Bytes> {
+        let looks_like_response = data.starts_with(b"SIP/");
+        if looks_like_response {
+            self.metrics
+                .parse_errors_responses
+                .fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.metrics
+            .parse_errors_requests
+            .fetch_add(1, Ordering::Relaxed);
+        let reply = msg::parse_request_for_error_response(data);
+        if let Some((status, reason)) = error.status() {
+            self.metrics
+                .incr_labelled("rejections", format!("{status} {reason}"));
+        }
+        reply
+    }
+
+    async fn accept_loop(
+        self,
+        transport: Transport,
+        local: SocketAddr,
+        listener: TcpListener,
+        acceptor: Option<TlsAcceptor>,
+    ) {
+        loop {
+            let (stream, remote) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, %local, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if self.input.is_closed() {
+                return;
+            }
+            let _ = stream.set_nodelay(true);
+            self.metrics
+                .connections_accepted
+                .fetch_add(1, Ordering::Relaxed);
+            let this = self.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                match acceptor {
+                    None => this.run_stream(transport, stream, local, remote, None).await,
+                    Some(acceptor) => {
+                        let handshake = tokio::time::timeout(
+                            this.settings.handshake_timeout,
+                            acceptor.accept(stream),
+                        )
+                        .await;
+                        match handshake {
+                            Ok(Ok(tls)) => this.run_stream(transport, tls, local, remote, None).await,
+                            Ok(Err(e)) => {
+                                this.metrics
+                                    .tls_handshake_failures
+                                    .fetch_add(1, Ordering::Relaxed);
+                                info!(%remote, error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                this.metrics
+                                    .tls_handshake_failures
+                                    .fetch_add(1, Ordering::Relaxed);
+                                info!(%remote, "TLS handshake timed out");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Registers a connection and returns its id and send queue.
+    fn register(
+        &self,
+        transport: Transport,
+        remote: SocketAddr,
+    ) -> (ConnId, mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>) {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(256);
+        let mut table = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        table.by_id.insert(
+            id,
+            ConnEntry {
+                tx: tx.clone(),
+                transport,
+                remote,
+            },
+        );
+        table.by_peer.insert((transport, remote), id);
+        (id, tx, rx)
+    }
+
+    fn unregister(&self, id: ConnId) {
+        let mut table = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = table.by_id.remove(&id)
+            && table.by_peer.get(&(entry.transport, entry.remote)) == Some(&id)
+        {
+            table.by_peer.remove(&(entry.transport, entry.remote));
+        }
+    }
+
+    /// Runs one stream connection: reads and frames messages into the core,
+    /// writes what is queued for it, closes when idle.
+    async fn run_stream<S>(
+        self,
+        transport: Transport,
+        stream: S,
+        local: SocketAddr,
+        remote: SocketAddr,
+        registered: Option<(ConnId, mpsc::Receiver<Bytes>)>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (id, mut rx) = match registered {
+            Some(r) => r,
+            None => {
+                let (id, _tx, rx) = self.register(transport, remote);
+                (id, rx)
+            }
+        };
+        self.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let (local_tx, mut local_rx) = mpsc::channel::<Bytes>(16);
+        let writer_task = tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    m = rx.recv() => m,
+                    m = local_rx.recv() => m,
+                };
+                let Some(bytes) = next else { break };
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown().await;
+        });
+        let mut decoder = StreamDecoder::new(self.settings.max_message_size);
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let flow = Flow {
+            transport,
+            local,
+            remote,
+            conn: Some(id),
+        };
+        'conn: loop {
+            let read = tokio::time::timeout(self.settings.idle_timeout, reader.read_buf(&mut buf)).await;
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(_)) => {}
+            }
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(None) => break,
+                    Ok(Some(Frame::KeepAlive)) => {
+                        // RFC 5626 §4.4.1: answer a CRLFCRLF ping with CRLF.
+                        let _ = local_tx.send(Bytes::from_static(b"\r\n")).await;
+                    }
+                    Ok(Some(Frame::Message(message))) => {
+                        self.metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+                        if self
+                            .input
+                            .send(Input::Message(message, flow.clone()))
+                            .await
+                            .is_err()
+                        {
+                            break 'conn;
+                        }
+                    }
+                    Ok(Some(Frame::Invalid { error, raw })) => {
+                        self.metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+                        // Framed correctly but invalid: answer and go on.
+                        if let Some(reply) = self.reject_unparsable(&raw, &error) {
+                            let _ = local_tx.send(reply).await;
+                        }
+                    }
+                    Err(error) => {
+                        // Framing is lost: answer if possible, then close.
+                        self.metrics.framing_errors.fetch_add(1, Ordering::Relaxed);
+                        if let Some(reply) = self.reject_unparsable(&buf, &error) {
+                            let _ = local_tx.send(reply).await;
+                        }
+                        debug!(%remote, %error, "stream framing error, closing");
+                        break 'conn;
+                    }
+                }
+            }
+        }
+        self.unregister(id);
+        drop(local_tx);
+        // Let queued writes (a final error response) go out.
+        let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
+        self.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Sends one transmission from the core. Never blocks the core: stream
+    /// sends are queued, connects happen in their own task.
+    pub fn send(&self, transmit: Transmit) {
+        self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
+        match transmit.transport {
+            Transport::Udp => self.send_udp(transmit),
+            Transport::Tcp | Transport::Tls => self.send_stream(transmit),
+        }
+    }
+
+    fn send_udp(&self, transmit: Transmit) {
+        let endpoint = transmit
+            .local
+            .and_then(|l| self.udp.iter().find(|e| e.local == l))
+            .or_else(|| {
+                self.udp
+                    .iter()
+                    .find(|e| e.local.is_ipv4() == transmit.remote.is_ipv4())
+            });
+        let Some(endpoint) = endpoint else {
+            self.fail(transmit.token);
+            return;
+        };
+        match endpoint.socket.try_send_to(&transmit.bytes, transmit.remote) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let socket = endpoint.socket.clone();
+                let this = self.clone();
+                tokio::spawn(async move {
+                    if socket
+                        .send_to(&transmit.bytes, transmit.remote)
+                        .await
+                        .is_err()
+                    {
+                        this.fail(transmit.token);
+                    }
+                });
+            }
+            Err(e) => {
+                debug!(remote = %transmit.remote, error = %e, "udp send failed");
+                self.fail(transmit.token);
+            }
+        }
+    }
+
+    fn fail(&self, token: Option<TransmitToken>) {
+        self.metrics.send_errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(token) = token {
+            let input = self.input.clone();
+            tokio::spawn(async move {
+                let _ = input.send(Input::TransportError(token)).await;
+            });
+        }
+    }
+
+    fn send_stream(&self, transmit: Transmit) {
+        let existing = {
+            let table = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            transmit
+                .conn
+                .and_then(|id| table.by_id.get(&id))
+                .or_else(|| {
+                    table
+                        .by_peer
+                        .get(&(transmit.transport, transmit.remote))
+                        .and_then(|id| table.by_id.get(id))
+                })
+                .map(|entry| entry.tx.clone())
+        };
+        if let Some(tx) = existing {
+            match tx.try_send(transmit.bytes) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(bytes)) => {
+                    let this = self.clone();
+                    let token = transmit.token;
+                    tokio::spawn(async move {
+                        if tx.send(bytes).await.is_err() {
+                            this.fail(token);
+                        }
+                    });
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(bytes)) => {
+                    // The connection just closed: open a new one below.
+                    return self.connect_and_send(Transmit { bytes, ..transmit });
+                }
+            }
+        }
+        self.connect_and_send(transmit);
+    }
+
+    /// Opens a connection to the transmission's peer (registering it at
+    /// once so that further sends queue behind this one) and sends.
+    fn connect_and_send(&self, transmit: Transmit) {
+        if transmit.transport == Transport::Tls && self.tls_connector.is_none() {
+            warn!(remote = %transmit.remote, "TLS target but no [tls] configuration");
+            self.fail(transmit.token);
+            return;
+        }
+        let (id, tx, rx) = self.register(transmit.transport, transmit.remote);
+        let _ = tx.try_send(transmit.bytes.clone());
+        let this = self.clone();
+        tokio::spawn(async move {
+            let timeout = this.settings.handshake_timeout;
+            let connect = tokio::time::timeout(timeout, TcpStream::connect(transmit.remote)).await;
+            let stream = match connect {
+                Ok(Ok(s)) => s,
+                _ => {
+                    debug!(remote = %transmit.remote, "connect failed");
+                    this.unregister(id);
+                    this.fail(transmit.token);
+                    return;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let local = stream
+                .local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            this.metrics.connections_opened.fetch_add(1, Ordering::Relaxed);
+            match (transmit.transport, &this.tls_connector) {
+                (Transport::Tls, Some(connector)) => {
+                    let name = transmit
+                        .server_name
+                        .clone()
+                        .unwrap_or_else(|| transmit.remote.ip().to_string());
+                    let Ok(server_name) = rustls_pki_types::ServerName::try_from(name) else {
+                        this.unregister(id);
+                        this.fail(transmit.token);
+                        return;
+                    };
+                    let handshake =
+                        tokio::time::timeout(timeout, connector.connect(server_name, stream)).await;
+                    match handshake {
+                        Ok(Ok(tls)) => {
+                            this.run_stream(Transport::Tls, tls, local, transmit.remote, Some((id, rx)))
+                                .await;
+                        }
+                        _ => {
+                            this.metrics
+                                .tls_handshake_failures
+                                .fetch_add(1, Ordering::Relaxed);
+                            this.unregister(id);
+                            this.fail(transmit.token);
+                        }
+                    }
+                }
+                _ => {
+                    this.run_stream(Transport::Tcp, stream, local, transmit.remote, Some((id, rx)))
+                        .await;
+                }
+            }
+        });
+    }
+
+    /// Open stream connections (for tests and metrics).
+    pub fn open_connections(&self) -> usize {
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_id
+            .len()
+    }
+}
+
+/// Binds a UDP socket with large buffers (bursts of retransmissions at
+/// thousands of calls per second overflow the default 208 KiB).
+fn bind_udp(address: SocketAddr) -> std::io::Result<UdpSocket> {
+    let domain = if address.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    let _ = socket.set_recv_buffer_size(4 * 1024 * 1024);
+    let _ = socket.set_send_buffer_size(4 * 1024 * 1024);
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    UdpSocket::from_std(socket.into())
+}

@@ -1,0 +1,292 @@
+//! Calls across the node between independent peers: Kamailio as the edge
+//! proxy of each member, with a scripted user agent behind each.
+//!
+//! ```text
+//! caller ──UDP──► Kamailio A ──{UDP,TCP,TLS}──► node ──{UDP,TCP}──► Kamailio B ──UDP──► callee
+//! ```
+
+use std::time::Duration;
+
+use peering::config::Config;
+use peering::node::NodeHandle;
+use peering_proto::msg::Method;
+use peering_proto::proxy::Transport;
+use peering_tests::kamailio::{EdgeProxy, Kamailio, KamailioTls};
+use peering_tests::pki::TestCa;
+use peering_tests::ua::{Answer, Call, Callee};
+use peering_tests::{free_port, local};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Topology {
+    node: NodeHandle,
+    kam_a: Kamailio,
+    kam_b: Kamailio,
+    callee: Callee,
+    _dir: tempfile::TempDir,
+}
+
+struct Options {
+    inbound: Transport,
+    outbound: Transport,
+    answer: Answer,
+    /// Targets tried before Kamailio B (dead ones, for failover).
+    before: Vec<String>,
+    t1_ms: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            inbound: Transport::Udp,
+            outbound: Transport::Udp,
+            answer: Answer::RingThenAnswer,
+            before: Vec::new(),
+            t1_ms: 500,
+        }
+    }
+}
+
+async fn topology(opts: Options) -> Topology {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let callee = Callee::start(0, opts.answer).await;
+
+    let kam_b = EdgeProxy {
+        port: free_port(),
+        tls: None,
+        next_hop: format!("sip:{}", callee.addr),
+    }
+    .start();
+
+    let ca = TestCa::new("federation test CA");
+    let ca_file = ca.write_ca(dir.path(), "ca.crt");
+    let node_leaf = ca.issue(dir.path(), "node", &["node.test", "127.0.0.1"]);
+    let kam_leaf = ca.issue(dir.path(), "kamailio-a", &["member-a.test", "127.0.0.1"]);
+
+    let mut targets = opts.before.clone();
+    targets.push(format!(
+        "sip:127.0.0.1:{};transport={}",
+        kam_b.addr.port(),
+        opts.outbound.param()
+    ));
+    let targets: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+    let toml = format!(
+        r#"
+[node]
+grace_period_secs = 1
+[sip]
+domains = ["node.test"]
+[[sip.listen]]
+transport = "udp"
+address = "127.0.0.1:0"
+[[sip.listen]]
+transport = "tcp"
+address = "127.0.0.1:0"
+[[sip.listen]]
+transport = "tls"
+address = "127.0.0.1:0"
+[tls]
+certificate = "{cert}"
+private_key = "{key}"
+ca = ["{ca}"]
+[timers]
+t1_ms = {t1}
+[admin]
+listen = "127.0.0.1:0"
+[[route]]
+prefix = "+"
+targets = [{targets}]
+"#,
+        cert = node_leaf.cert.display(),
+        key = node_leaf.key.display(),
+        ca = ca_file.display(),
+        t1 = opts.t1_ms,
+        targets = targets.join(", ")
+    );
+    let config = Config::from_toml(&toml).expect("node config");
+    let node = peering::node::start(config).await.expect("node starts");
+    let node_addr = node.addr(opts.inbound).expect("listener for inbound transport");
+
+    let tls = (opts.inbound == Transport::Tls).then(|| {
+        (
+            free_port(),
+            KamailioTls {
+                leaf: kam_leaf.clone(),
+                ca: ca_file.clone(),
+            },
+        )
+    });
+    let kam_a = EdgeProxy {
+        port: free_port(),
+        tls,
+        next_hop: format!("sip:{node_addr};transport={}", opts.inbound.param()),
+    }
+    .start();
+    Topology {
+        node,
+        kam_a,
+        kam_b,
+        callee,
+        _dir: dir,
+    }
+}
+
+impl Topology {
+    fn dump(&self) -> String {
+        format!(
+            "--- kamailio A ---\n{}\n--- kamailio B ---\n{}\n--- callee ---\n{:?}\n--- node metrics ---\n{}",
+            self.kam_a.log(),
+            self.kam_b.log(),
+            self.callee.log(),
+            self.node.metrics.render()
+        )
+    }
+
+    fn uri(&self) -> String {
+        format!("sip:+4721345678@127.0.0.1:{}", self.kam_a.addr.port())
+    }
+}
+
+/// INVITE, 100, 180, 200, ACK, BYE, 200 across the node; in-dialog requests
+/// follow the record-route through the node.
+async fn full_call(opts: Options) {
+    let (inbound, outbound) = (opts.inbound, opts.outbound);
+    let topo = topology(opts).await;
+    let mut call = Call::invite(topo.kam_a.addr, &topo.uri()).await;
+    let status = call.wait_final(WAIT).await;
+    assert_eq!(status, Some(200), "statuses {:?}\n{}", call.statuses, topo.dump());
+    assert!(call.statuses.contains(&180), "180 relayed: {:?}", call.statuses);
+
+    // The node record-routed, on both of its interfaces when they differ.
+    let invite = topo.callee.log().first_invite.expect("callee saw the INVITE");
+    let node_in = topo.node.addr(inbound).expect("in");
+    let node_out = topo.node.addr(outbound).expect("out");
+    assert!(invite.contains(&format!("{node_in}")), "node RR in:\n{invite}");
+    if inbound != outbound {
+        assert!(invite.contains(&format!("{node_out}")), "node RR out:\n{invite}");
+        assert!(
+            invite.contains(&format!("transport={}", inbound.param())) || inbound == Transport::Udp,
+            "inbound RR carries its transport:\n{invite}"
+        );
+    }
+    assert!(invite.contains("Max-Forwards: "), "{invite}");
+
+    call.in_dialog("ACK", 1).await;
+    call.in_dialog("BYE", 2).await;
+    assert!(
+        call.wait_for(Method::Bye, 200, WAIT).await,
+        "BYE answered\n{}",
+        topo.dump()
+    );
+    let requests = topo.callee.log().requests;
+    assert!(requests.contains(&"ACK".to_owned()), "ACK reached callee: {requests:?}");
+    assert!(requests.contains(&"BYE".to_owned()), "BYE reached callee: {requests:?}");
+    topo.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_udp_to_udp() {
+    full_call(Options::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_tcp_to_udp() {
+    full_call(Options {
+        inbound: Transport::Tcp,
+        ..Options::default()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_tls_to_tcp() {
+    full_call(Options {
+        inbound: Transport::Tls,
+        outbound: Transport::Tcp,
+        ..Options::default()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callee_hangs_up_through_the_node() {
+    let topo = topology(Options::default()).await;
+    let mut call = Call::invite(topo.kam_a.addr, &topo.uri()).await;
+    assert_eq!(call.wait_final(WAIT).await, Some(200), "{}", topo.dump());
+    call.in_dialog("ACK", 1).await;
+    topo.callee.hang_up().await;
+    let bye = call.answer_request(Method::Bye, WAIT).await;
+    assert!(bye.is_some(), "caller got the callee's BYE\n{}", topo.dump());
+    topo.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_before_answer_ends_both_legs_with_487() {
+    let topo = topology(Options {
+        answer: Answer::RingForever,
+        ..Options::default()
+    })
+    .await;
+    let mut call = Call::invite(topo.kam_a.addr, &topo.uri()).await;
+    assert!(call.wait_provisional(180, WAIT).await, "ringing\n{}", topo.dump());
+    call.cancel().await;
+    let status = call.wait_final(WAIT).await;
+    assert_eq!(status, Some(487), "statuses {:?}\n{}", call.statuses, topo.dump());
+    let requests = topo.callee.log().requests;
+    assert!(requests.contains(&"CANCEL".to_owned()), "CANCEL reached callee: {requests:?}");
+    topo.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_callee_486_reaches_caller() {
+    let topo = topology(Options {
+        answer: Answer::RingThenReject(486),
+        ..Options::default()
+    })
+    .await;
+    let mut call = Call::invite(topo.kam_a.addr, &topo.uri()).await;
+    assert_eq!(call.wait_final(WAIT).await, Some(486), "{}", topo.dump());
+    topo.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_tcp_target_fails_over_to_the_next() {
+    // Nothing listens on this port: the TCP connect is refused at once.
+    let dead = free_port();
+    let topo = topology(Options {
+        before: vec![format!("sip:127.0.0.1:{dead};transport=tcp")],
+        ..Options::default()
+    })
+    .await;
+    let mut call = Call::invite(topo.kam_a.addr, &topo.uri()).await;
+    assert_eq!(call.wait_final(WAIT).await, Some(200), "{}", topo.dump());
+    call.in_dialog("ACK", 1).await;
+    call.in_dialog("BYE", 2).await;
+    assert!(call.wait_for(Method::Bye, 200, WAIT).await, "{}", topo.dump());
+    topo.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_udp_target_times_out_and_fails_over() {
+    // A UDP socket that never answers: Timer B (64*T1) ends the branch with
+    // 408 and the node moves on. T1 is shortened to keep the test short.
+    let silent = tokio::net::UdpSocket::bind(local(0)).await.expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let topo = topology(Options {
+        before: vec![format!("sip:{silent_addr}")],
+        t1_ms: 50,
+        ..Options::default()
+    })
+    .await;
+    let mut call = Call::invite(topo.kam_a.addr, &topo.uri()).await;
+    assert_eq!(
+        call.wait_final(Duration::from_secs(15)).await,
+        Some(200),
+        "{}",
+        topo.dump()
+    );
+    let mut buf = [0u8; 4096];
+    let (len, _) = silent.try_recv_from(&mut buf).expect("the dead target got the INVITE");
+    assert!(buf[..len].starts_with(b"INVITE "));
+    topo.node.shutdown().await;
+}
