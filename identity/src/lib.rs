@@ -44,6 +44,7 @@
 
 pub mod der;
 mod error;
+pub mod fetch;
 pub mod passport;
 mod replay;
 pub mod rfc4474;
