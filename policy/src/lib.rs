@@ -4,7 +4,7 @@
 //! Everything here is pure: no I/O, no clock (time comes in as `now`), no
 //! tokio. The node loads a [`Snapshot`] from `peering-store`, indexes it into
 //! a [`Registry`] and calls [`evaluate`] for every new call; the stateful
-//! guards
+//! guards ([`flood::FloodGuard`], [`ratelimit::Limiter`], [`spit::SpitGuard`])
 //! are owned by the node and fed with each request. This crate does not
 //! parse SIP, verify Identity headers or talk to a database.
 //!
@@ -42,8 +42,12 @@
 
 mod error;
 pub mod federation;
+pub mod flood;
+pub mod headers;
+pub mod ratelimit;
 pub mod registry;
 pub mod rules;
+pub mod spit;
 
 pub use error::{Error, Result};
 pub use registry::{
@@ -53,3 +57,6 @@ pub use registry::{
 pub use rules::{
     Admission, CallAttempt, IdentityCheck, LimitScope, Rejection, Status, Target, Verdict, evaluate,
 };
+
+#[cfg(test)]
+mod tests;
