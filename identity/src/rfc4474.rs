@@ -2,8 +2,8 @@
 //! (signing) and the verification service.
 //!
 //! ```text
-//! digest-string = addr-spec ":" addr-spec ":" callid ":" 1*DIGIT SP Method ":"
-//!                 SIP-date ":" [ addr-spec ] ":" message-body
+//! digest-string = addr-spec "|" addr-spec "|" callid "|" 1*DIGIT SP Method "|"
+//!                 SIP-date "|" [ addr-spec ] "|" message-body
 //! Identity      = "Identity" HCOLON signed-identity-digest
 //! signed-identity-digest = LDQUOT 32LHEX RDQUOT   ; base64 in practice
 //! Identity-Info = "Identity-Info" HCOLON ident-info *( SEMI ident-info-params )
@@ -76,7 +76,7 @@ pub fn digest_string(req: &RequestView<'_>) -> Result<Vec<u8>> {
         Some(c) if c.trim() != "*" => addr_spec(c).ok_or(Error::Malformed { what: "Contact" })?,
         _ => "",
     };
-    let head = format!("{from}:{to}:{call_id}:{number} {method}:{date}:{contact}:");
+    let head = format!("{from}|{to}|{call_id}|{number} {method}|{date}|{contact}|");
     let mut out = Vec::with_capacity(head.len() + req.body.len());
     out.extend_from_slice(head.as_bytes());
     out.extend_from_slice(req.body);
