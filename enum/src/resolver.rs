@@ -20,7 +20,7 @@ use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 
 use crate::cache::{Cached, SharedCache, negative_ttl};
-use crate::e164::CalledNumber;
+use crate::e164::{CalledNumber, CalledUri};
 use crate::error::{Error, Result};
 use crate::naptr::{NaptrRecord, NaptrWalk};
 use crate::rfc3263::{self, Plan, SipUri, SrvQuery, SrvRecord, Target, Transport};
@@ -154,6 +154,18 @@ impl EnumResolver {
     /// Drops every cached answer.
     pub fn clear_cache(&self) {
         self.inner.cache.clear();
+    }
+
+    /// How many DNS answers are cached (positive and negative).
+    pub fn cached(&self) -> usize {
+        self.inner.cache.len()
+    }
+
+    /// Takes the called number from a split Request-URI and resolves it:
+    /// [`CalledNumber::from_uri`] then [`resolve`](Self::resolve).
+    pub async fn resolve_uri(&self, uri: &CalledUri<'_>) -> Result<Vec<ResolvedTarget>> {
+        let called = CalledNumber::from_uri(uri)?;
+        self.resolve(&called).await
     }
 
     /// ENUM and RFC 3263 together: the ordered targets for a called number.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use peering_enum::e164::CalledNumber;
+use peering_enum::e164::{CalledNumber, CalledUri, Scheme};
 use peering_enum::naptr::NaptrRecord;
 use peering_enum::push::{Hmac, TsigKey, UpdateClient};
 use peering_enum::resolver::{EnumConfig, EnumResolver, ResolvedTarget};
@@ -496,9 +496,51 @@ async fn knot_routes_as_the_rfcs_say() {
     let dir = tempfile::tempdir().unwrap();
     let knot = Knot::start(dir.path(), &zones());
     let r = resolver(knot.addr);
+    let dead = knot.addr;
     check_routing(&r).await;
     // A second pass is served from the cache and gives the same answers.
     check_routing(&r).await;
+    // With Knot gone, a third pass still works: every answer, NXDOMAIN and
+    // NODATA included (RFC 2308, SOA MINIMUM 60 s), comes from the cache.
+    let cached = r.cached();
+    assert!(cached > 20, "{cached}");
+    drop(knot);
+    check_routing(&r).await;
+    assert_eq!(r.cached(), cached);
+    // A fresh resolver now fails with 503.
+    let mut config = EnumConfig::new(dead, vec!["e164.test".into()]);
+    config.timeout = Duration::from_millis(300);
+    config.attempts = 0;
+    let fresh = EnumResolver::new(config).unwrap();
+    let err = fresh
+        .lookup_uris(&tel("tel:+441632960001"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status().0, 503, "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_uri_with_user_phone_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let knot = Knot::start(dir.path(), &zones());
+    let r = resolver(knot.addr);
+    let params = [("user", Some("phone"))];
+    let uri = CalledUri {
+        scheme: Scheme::Sip,
+        user: "+44-1632-960004;rn=+44-1632-969999;npdi",
+        uri_params: &params,
+    };
+    let targets = r.resolve_uri(&uri).await.unwrap();
+    assert_eq!(targets[0].uri, "sip:441632960004@carrier.sip.test");
+    let uri = CalledUri {
+        scheme: Scheme::Sip,
+        user: "alice",
+        uri_params: &[],
+    };
+    assert_eq!(
+        r.resolve_uri(&uri).await.unwrap_err().status(),
+        (404, "Not Found")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
