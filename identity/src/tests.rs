@@ -384,3 +384,105 @@ fn replay_cache_is_bounded_and_expires() {
     assert!(cache.check_and_insert(b"b", 300, 200));
     assert_eq!(cache.len(), 1);
 }
+
+#[test]
+fn rfc5922_domains_of_certificates() {
+    let ca = pki::Ca::new("CA");
+    let der = |sans: &[rcgen::SanType], cn: &str| ca.leaf(cn, sans, |_| {}).der;
+    let names = |d| {
+        crate::rfc5922::domains(&d)
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(der(
+            &[
+                pki::uri("sip:Example.COM:5061;transport=tls"),
+                pki::uri("sips:x.example"),
+                pki::uri("sip:u@y.example"),
+                pki::dns("b.example.")
+            ],
+            "cn.example"
+        )),
+        ["b.example", "example.com"]
+    );
+    assert_eq!(names(der(&[], "CN.Example")), ["cn.example"]);
+    assert_eq!(names(der(&[], "*.example")), Vec::<String>::new());
+    assert!(names(der(&[pki::dns("*.example")], "a.example")).is_empty());
+    let set = crate::rfc5922::domains(&der(&[pki::dns("a.example")], "x")).unwrap();
+    assert_eq!(
+        crate::rfc5922::match_member(&set, ["b.example", "A.EXAMPLE."].iter()),
+        Some("A.EXAMPLE.")
+    );
+    assert_eq!(
+        crate::rfc5922::match_member(&set, ["sub.a.example"].iter()),
+        None
+    );
+}
+
+#[test]
+fn uri_host_forms() {
+    use crate::sip::uri_host;
+    assert_eq!(
+        uri_host("sip:alice@Atlanta.example.com:5060;transport=tcp").as_deref(),
+        Some("atlanta.example.com")
+    );
+    assert_eq!(
+        uri_host("sips:[2001:db8::1]:5061").as_deref(),
+        Some("2001:db8::1")
+    );
+    assert_eq!(uri_host("tel:+1234"), None);
+}
+
+#[test]
+fn every_error_has_a_sip_status() {
+    let cases: Vec<(Error, u16)> = vec![
+        (Error::MissingIdentity, 428),
+        (Error::MissingInfo, 436),
+        (
+            Error::BadInfo {
+                url: "x".into(),
+                reason: crate::InfoProblem::Scheme,
+            },
+            436,
+        ),
+        (
+            Error::FetchFailed {
+                url: "x".into(),
+                reason: crate::FetchProblem::Timeout,
+            },
+            436,
+        ),
+        (
+            Error::UnsupportedAlgorithm {
+                alg: "RS256".into(),
+            },
+            437,
+        ),
+        (Error::UnsupportedPpt { ppt: "div".into() }, 437),
+        (
+            Error::Certificate {
+                problem: CertProblem::Expired,
+            },
+            437,
+        ),
+        (Error::Malformed { what: "JWS" }, 438),
+        (Error::BadSignature, 438),
+        (Error::ClaimMismatch { claim: "orig" }, 438),
+        (
+            Error::StaleDate {
+                age: -61,
+                window: 60,
+            },
+            403,
+        ),
+        (Error::Replay, 403),
+        (Error::BadKey { what: "x" }, 500),
+    ];
+    for (err, code) in cases {
+        assert_eq!(err.status().0, code, "{err}");
+        let internal = code == 500;
+        assert_eq!(err.source_kind() == crate::ErrorSource::Internal, internal);
+    }
+}

@@ -326,8 +326,12 @@ async fn verification_through_the_fetcher() {
         ..FetchConfig::default()
     })
     .unwrap();
+    // Trust anchors from a folder, as a node configuration names it.
+    let ca_dir = tempfile::tempdir().unwrap();
+    std::fs::write(ca_dir.path().join("sti-ca.pem"), ca.pem()).unwrap();
+    std::fs::write(ca_dir.path().join("README"), "not a certificate").unwrap();
     let mut trust = CertTrust::new();
-    trust.add_pem(ca.pem().as_bytes()).unwrap();
+    assert_eq!(trust.load_dir(ca_dir.path()).unwrap(), 1);
     let verifier = StirVerifier::new(trust, StirConfig::default());
     let req = RequestView {
         from: "<sip:+4930123456@a.example>",
