@@ -51,6 +51,10 @@ pub struct FetchConfig {
     pub cache_capacity: usize,
     /// Trust anchors for the HTTPS servers that publish certificates.
     pub https_roots: Vec<CertificateDer<'static>>,
+    /// Most network fetches in flight at once (default 16); further
+    /// requests wait within their time limit, so a flood of forged headers
+    /// cannot open unbounded connections.
+    pub max_in_flight: usize,
 }
 
 impl Default for FetchConfig {
@@ -64,6 +68,7 @@ impl Default for FetchConfig {
             cache_ttl: Duration::from_secs(3600),
             cache_capacity: 1024,
             https_roots: Vec::new(),
+            max_in_flight: 16,
         }
     }
 }
@@ -166,6 +171,7 @@ pub struct CertFetcher {
     config: FetchConfig,
     cache: Mutex<HashMap<String, Entry>>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl CertFetcher {
@@ -186,6 +192,7 @@ impl CertFetcher {
             Some(Arc::new(tls))
         };
         Ok(Self {
+            in_flight: tokio::sync::Semaphore::new(config.max_in_flight.max(1)),
             config,
             cache: Mutex::new(HashMap::new()),
             tls,
@@ -293,7 +300,15 @@ impl CertFetcher {
                 reason: InfoProblem::Scheme,
             });
         }
-        match tokio::time::timeout(self.config.timeout, self.get(parsed)).await {
+        let fetch = async {
+            let _permit = self
+                .in_flight
+                .acquire()
+                .await
+                .map_err(|_| FetchProblem::Transport)?;
+            self.get(parsed).await
+        };
+        match tokio::time::timeout(self.config.timeout, fetch).await {
             Ok(result) => result.map_err(failed),
             Err(_) => Err(failed(FetchProblem::Timeout)),
         }

@@ -298,6 +298,24 @@ async fn size_time_and_status_limits() {
         .await
         .unwrap_err();
     assert_eq!(fail_reason(&err), Some(FetchProblem::Timeout));
+    // With one fetch in flight allowed, a second one to a stalling server
+    // waits and times out too, without opening a second connection.
+    let fetcher = Arc::new(
+        CertFetcher::new(FetchConfig {
+            max_in_flight: 1,
+            ..config(4096)
+        })
+        .unwrap(),
+    );
+    let (addr, hits) = serve(Reply::Stall, None).await;
+    let (url_a, url_b) = (
+        format!("http://127.0.0.1:{}/a.pem", addr.port()),
+        format!("http://127.0.0.1:{}/b.pem", addr.port()),
+    );
+    let (a, b) = tokio::join!(fetcher.fetch(&url_a), fetcher.fetch(&url_b));
+    assert_eq!(fail_reason(&a.unwrap_err()), Some(FetchProblem::Timeout));
+    assert_eq!(fail_reason(&b.unwrap_err()), Some(FetchProblem::Timeout));
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
     let (addr, _) = serve(Reply::Status(404), None).await;
     let err = CertFetcher::new(config(4096))
         .unwrap()
