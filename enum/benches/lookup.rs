@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use peering_enum::e164::CalledNumber;
-use peering_enum::naptr::{NaptrRecord, NaptrWalk};
+use peering_enum::naptr::{NaptrRecord, NaptrWalk, RegexpCache};
 use peering_enum::resolver::{EnumConfig, EnumResolver};
 use peering_enum::rfc3263::SrvRecord;
 use peering_enum::server::ZoneServer;
@@ -115,6 +115,14 @@ fn lookup(c: &mut Criterion) {
     group.bench_function("naptr_pure", |b| {
         b.iter(|| {
             let mut walk = NaptrWalk::new(&aus, &domain, 5);
+            walk.handle_answer(black_box(&records));
+            black_box(walk.finish().unwrap())
+        })
+    });
+    let regexps = Arc::new(RegexpCache::new(64));
+    group.bench_function("naptr_pure_regexp_cached", |b| {
+        b.iter(|| {
+            let mut walk = NaptrWalk::new(&aus, &domain, 5).with_cache(regexps.clone());
             walk.handle_answer(black_box(&records));
             black_box(walk.finish().unwrap())
         })

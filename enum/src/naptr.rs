@@ -35,6 +35,10 @@
 //!   `[:class:]` stays. Leftmost-longest sub-match rules of POSIX are not
 //!   emulated; the overall match of an anchored pattern is the same.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use regex::{Regex, RegexBuilder};
 
 use crate::error::{Error, Result};
@@ -327,10 +331,64 @@ fn is_sip_uri(uri: &str) -> bool {
     strip_prefix_ci(uri, "sip:").is_some() || strip_prefix_ci(uri, "sips:").is_some()
 }
 
+/// Compiled substitution expressions by their text, so that a cached NAPTR
+/// answer does not compile its regexps again on every call. Bounded: when
+/// full it starts over.
+#[derive(Debug)]
+pub struct RegexpCache {
+    capacity: usize,
+    compiled: Mutex<HashMap<String, Option<Arc<SubstExpr>>>>,
+}
+
+impl RegexpCache {
+    /// A cache of at most `capacity` expressions.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            compiled: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The compiled expression for `text`, or `None` when it is invalid.
+    pub fn get(&self, text: &str) -> Option<Arc<SubstExpr>> {
+        if let Some(hit) = self.compiled.lock().get(text) {
+            return hit.clone();
+        }
+        let compiled = SubstExpr::parse(text).ok().map(Arc::new);
+        let mut map = self.compiled.lock();
+        if map.len() >= self.capacity {
+            map.clear();
+        }
+        map.insert(text.to_owned(), compiled.clone());
+        compiled
+    }
+
+    /// How many expressions are held.
+    pub fn len(&self) -> usize {
+        self.compiled.lock().len()
+    }
+
+    /// True when none is held.
+    pub fn is_empty(&self) -> bool {
+        self.compiled.lock().is_empty()
+    }
+}
+
+fn apply(aus: &str, regexp: &str, cache: Option<&RegexpCache>) -> Option<String> {
+    match cache {
+        Some(cache) => cache.get(regexp)?.apply(aus),
+        None => SubstExpr::parse(regexp).ok()?.apply(aus),
+    }
+}
+
 /// What one record yields for `aus`, or `None` when it is not usable:
 /// unknown flags, a service other than SIP, a regexp that does not parse or
 /// does not match, or a result that is not a SIP URI.
 pub fn rewrite(aus: &str, record: &NaptrRecord) -> Option<Rewrite> {
+    rewrite_with(aus, record, None)
+}
+
+fn rewrite_with(aus: &str, record: &NaptrRecord, cache: Option<&RegexpCache>) -> Option<Rewrite> {
     let flags = record.flags.trim();
     let has_replacement = !record.replacement.is_empty() && record.replacement != ".";
     if flags.eq_ignore_ascii_case("u") {
@@ -338,7 +396,7 @@ pub fn rewrite(aus: &str, record: &NaptrRecord) -> Option<Rewrite> {
         if !offers_sip(&record.services) || record.regexp.is_empty() {
             return None;
         }
-        let uri = SubstExpr::parse(&record.regexp).ok()?.apply(aus)?;
+        let uri = apply(aus, &record.regexp, cache)?;
         return is_sip_uri(&uri).then_some(Rewrite::Uri(uri));
     }
     if !flags.is_empty() {
@@ -356,15 +414,22 @@ pub fn rewrite(aus: &str, record: &NaptrRecord) -> Option<Rewrite> {
     if record.regexp.is_empty() {
         return None;
     }
-    let next = SubstExpr::parse(&record.regexp).ok()?.apply(aus)?;
+    let next = apply(aus, &record.regexp, cache)?;
     (!next.is_empty()).then_some(Rewrite::Next(next))
 }
 
 /// The usable rewrites of one NAPTR set, ORDER then PREFERENCE ascending.
 pub fn select(aus: &str, records: &[NaptrRecord]) -> Vec<Rewrite> {
+    select_with(aus, records, None)
+}
+
+fn select_with(aus: &str, records: &[NaptrRecord], cache: Option<&RegexpCache>) -> Vec<Rewrite> {
     let mut sorted: Vec<&NaptrRecord> = records.iter().collect();
     sorted.sort_by_key(|r| (r.order, r.preference));
-    sorted.into_iter().filter_map(|r| rewrite(aus, r)).collect()
+    sorted
+        .into_iter()
+        .filter_map(|r| rewrite_with(aus, r, cache))
+        .collect()
 }
 
 /// The default limit on non-terminal steps in one chain.
@@ -391,6 +456,7 @@ pub struct NaptrWalk {
     pending: Option<String>,
     out: Vec<String>,
     problem: Option<Error>,
+    cache: Option<Arc<RegexpCache>>,
 }
 
 impl NaptrWalk {
@@ -406,7 +472,14 @@ impl NaptrWalk {
             pending: Some(domain.to_owned()),
             out: Vec::new(),
             problem: None,
+            cache: None,
         }
+    }
+
+    /// Compiles regexps through `cache`.
+    pub fn with_cache(mut self, cache: Arc<RegexpCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// The domain whose NAPTR set is needed next, if any.
@@ -425,7 +498,7 @@ impl NaptrWalk {
             return;
         };
         self.queries += 1;
-        let mut rewrites = select(&self.aus, records);
+        let mut rewrites = select_with(&self.aus, records, self.cache.as_deref());
         rewrites.reverse();
         self.stack.push((domain, rewrites));
         self.advance();

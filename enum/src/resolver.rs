@@ -22,7 +22,7 @@ use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use crate::cache::{Cached, SharedCache, negative_ttl};
 use crate::e164::{CalledNumber, CalledUri};
 use crate::error::{Error, Result};
-use crate::naptr::{NaptrRecord, NaptrWalk};
+use crate::naptr::{NaptrRecord, NaptrWalk, RegexpCache};
 use crate::rfc3263::{self, Plan, SipUri, SrvQuery, SrvRecord, Target, Transport};
 
 /// How the resolver finds numbers and servers.
@@ -93,6 +93,7 @@ struct Inner {
     config: EnumConfig,
     dns: TokioResolver,
     cache: SharedCache<Key, Arc<Answer>>,
+    regexps: Arc<RegexpCache>,
 }
 
 /// Resolves called numbers to ordered SIP targets. Cheap to clone; clones
@@ -140,6 +141,7 @@ impl EnumResolver {
         Ok(Self {
             inner: Arc::new(Inner {
                 cache: SharedCache::new(config.cache_capacity),
+                regexps: Arc::new(RegexpCache::new(config.cache_capacity)),
                 config,
                 dns,
             }),
@@ -210,7 +212,8 @@ impl EnumResolver {
                 }
             };
             saw_records = true;
-            let mut walk = NaptrWalk::new(&aus, &domain, self.inner.config.max_chain);
+            let mut walk = NaptrWalk::new(&aus, &domain, self.inner.config.max_chain)
+                .with_cache(self.inner.regexps.clone());
             walk.handle_answer(&first);
             while let Some(next) = walk.poll_query().map(str::to_owned) {
                 match self.naptr(&next).await {

@@ -699,3 +699,71 @@ async fn tsig_push_lands_in_knot() {
         vec!["sip:a1@gw1.sip.test"]
     );
 }
+
+/// A DNS server that counts the questions it gets and answers every NAPTR
+/// question, after `delay`, with one terminal SIP rule.
+async fn counting_server(delay: Duration) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use hickory_proto::op::{Message, OpCode};
+    use hickory_proto::rr::rdata::NAPTR;
+    use hickory_proto::rr::{Name, RData, Record};
+
+    let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = socket.local_addr().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = count.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let Ok((len, from)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let request = Message::from_vec(&buf[..len]).unwrap();
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let mut response = Message::response(request.metadata.id, OpCode::Query);
+                response.metadata.authoritative = true;
+                let query = request.queries[0].clone();
+                let name: Name = query.name().clone();
+                response.add_query(query);
+                response.add_answer(Record::from_rdata(
+                    name,
+                    60,
+                    RData::NAPTR(NAPTR::new(
+                        10,
+                        10,
+                        b"u".to_vec().into(),
+                        b"E2U+sip".to_vec().into(),
+                        b"!^.*$!sip:one@192.0.2.1!".to_vec().into(),
+                        Name::root(),
+                    )),
+                ));
+                let _ = socket.send_to(&response.to_vec().unwrap(), from).await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_query_in_flight_per_name() {
+    let (addr, count) = counting_server(Duration::from_millis(200)).await;
+    let r = EnumResolver::new(EnumConfig::new(addr, vec!["e164.test".into()])).unwrap();
+    let mut calls = Vec::new();
+    for _ in 0..50 {
+        let r = r.clone();
+        calls.push(tokio::spawn(async move {
+            r.resolve(&tel("tel:+441632960001")).await
+        }));
+    }
+    for call in calls {
+        let targets = call.await.unwrap().unwrap();
+        assert_eq!(targets[0].uri, "sip:one@192.0.2.1");
+    }
+    // 50 concurrent calls, one NAPTR question on the wire.
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // And the answer is cached afterwards.
+    r.resolve(&tel("tel:+441632960001")).await.unwrap();
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -309,3 +309,20 @@ proptest::proptest! {
         proptest::prop_assert_eq!(e.apply(&aus).unwrap(), format!("sip:{digits}@h"));
     }
 }
+
+#[test]
+fn regexp_cache_gives_the_same_results() {
+    let cache = Arc::new(RegexpCache::new(2));
+    let records = [
+        r(10, 10, "u", "E2U+sip", r"!^\+44(.*)$!sip:\1@h!", "."),
+        r(10, 20, "u", "E2U+sip", "!(!x!", "."),
+        r(10, 30, "u", "E2U+sip", "!^.*$!sip:b@h!", "."),
+    ];
+    for _ in 0..3 {
+        let mut w = NaptrWalk::new(AUS, "a.example.", 5).with_cache(cache.clone());
+        w.handle_answer(&records);
+        assert_eq!(w.finish().unwrap(), vec!["sip:1632960083@h", "sip:b@h"]);
+        assert!(cache.len() <= 2);
+    }
+    assert!(cache.get("!(!x!").is_none());
+}
