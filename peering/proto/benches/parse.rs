@@ -15,6 +15,18 @@ fn parse(c: &mut Criterion) {
     g.bench_function("parse", |b| {
         b.iter(|| Message::parse(black_box(wire.clone())).unwrap())
     });
+    // Parse plus the typed views a proxy reads for every request (they are
+    // validated at parse time and built on first use).
+    g.bench_function("parse_typed_views", |b| {
+        b.iter(|| {
+            let m = Message::parse(black_box(wire.clone())).unwrap();
+            black_box(m.request_uri());
+            black_box(m.top_via().and_then(|v| v.branch()).map(str::len));
+            black_box(m.from().tag().map(str::len));
+            black_box(m.to().tag().map(str::len));
+            m
+        })
+    });
     let msg = Message::parse(wire.clone()).unwrap();
     let next_hop: Uri = "sip:+14155550123@10.0.0.7:5060;user=phone".parse().unwrap();
     g.bench_function("proxy_edit_finish", |b| {

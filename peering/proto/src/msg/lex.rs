@@ -4,32 +4,105 @@
 //! folded lines still contain CRLF followed by white space: `LWS` here is any
 //! run of SP, HTAB, CR and LF.
 
-/// `token` characters: `alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"`.
-pub(crate) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-        )
-}
-
+/// Character classes of RFC 3261 §25.1, one bit each, looked up in [`CLASS`].
+pub(crate) const TOKEN: u8 = 1;
 /// `unreserved = alphanum / mark`.
-pub(crate) fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
+pub(crate) const UNRESERVED: u8 = 2;
+/// LWS inside a header value: SP, HTAB, CR, LF.
+pub(crate) const LWS: u8 = 4;
+/// Characters of `user` (unreserved, escaped, user-unreserved).
+pub(crate) const USER: u8 = 8;
+/// Characters of `password`.
+pub(crate) const PASSWORD: u8 = 16;
+/// `paramchar` (param-unreserved, unreserved, escaped).
+pub(crate) const PARAM: u8 = 32;
+/// `hname` / `hvalue` characters.
+pub(crate) const HNV: u8 = 64;
+/// Host name characters: alphanum, `-`, `.`.
+pub(crate) const HOST: u8 = 128;
+
+const fn build_class() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        let alnum = b.is_ascii_alphanumeric();
+        let mark = matches!(
             b,
             b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
-        )
+        );
+        let mut v = 0;
+        if alnum
+            || matches!(
+                b,
+                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+            )
+        {
+            v |= TOKEN;
+        }
+        if alnum || mark {
+            v |= UNRESERVED;
+        }
+        if matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            v |= LWS;
+        }
+        if alnum
+            || mark
+            || matches!(
+                b,
+                b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
+            )
+        {
+            v |= USER;
+        }
+        if alnum || mark || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',') {
+            v |= PASSWORD;
+        }
+        if alnum || mark || matches!(b, b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$') {
+            v |= PARAM;
+        }
+        if alnum || mark || matches!(b, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$') {
+            v |= HNV;
+        }
+        if alnum || matches!(b, b'-' | b'.') {
+            v |= HOST;
+        }
+        t[c] = v;
+        c += 1;
+    }
+    t
+}
+
+/// The class table.
+pub(crate) static CLASS: [u8; 256] = build_class();
+
+/// Whether `b` is in all of the classes in `mask`.
+#[inline]
+pub(crate) fn is(b: u8, mask: u8) -> bool {
+    CLASS[b as usize] & mask == mask
+}
+
+/// Whether every byte of `s` is in the class.
+#[inline]
+pub(crate) fn all(s: &[u8], mask: u8) -> bool {
+    s.iter().all(|b| CLASS[*b as usize] & mask != 0)
+}
+
+/// `token` characters: `alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~"`.
+#[inline]
+pub(crate) fn is_token(b: u8) -> bool {
+    is(b, TOKEN)
 }
 
 /// White space inside a header value (folding included).
+#[inline]
 pub(crate) fn is_lws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+    is(b, LWS)
 }
 
 /// Whether every byte is a token character (and there is at least one).
 pub(crate) fn is_token_str(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(is_token)
+    !s.is_empty() && all(s.as_bytes(), TOKEN)
 }
 
 /// Skips LWS from `i`.
@@ -152,6 +225,9 @@ impl Iterator for ListIter<'_> {
         let mut i = start;
         let mut in_angle = false;
         let end = loop {
+            while i < s.len() && !LIST_SPECIAL[s[i] as usize] {
+                i += 1;
+            }
             if i >= s.len() {
                 self.done = true;
                 break s.len();
@@ -187,6 +263,16 @@ impl Iterator for ListIter<'_> {
         Some((a, b))
     }
 }
+
+/// Bytes that matter when splitting a list: `"`, `<`, `>`, `,`.
+static LIST_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'"' as usize] = true;
+    t[b'<' as usize] = true;
+    t[b'>' as usize] = true;
+    t[b',' as usize] = true;
+    t
+};
 
 /// Case-insensitive ASCII comparison.
 pub(crate) fn eq_ic(a: &str, b: &str) -> bool {

@@ -1,7 +1,7 @@
 //! The parsed message: one buffer, byte ranges, a few typed headers.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use memchr::memmem;
@@ -10,7 +10,7 @@ use super::header::HeaderName;
 use super::lex::{is_lws, is_token, split_list, trim_lws};
 use super::method::Method;
 use super::uri::Uri;
-use super::value::{CSeq, NameAddr, Via};
+use super::value::{CSeq, NameAddr, Via, scan_via, validate_name_addr};
 use crate::error::ParseError;
 
 /// One header field as received.
@@ -29,7 +29,7 @@ pub(crate) struct Field {
 
 #[derive(Debug, Clone)]
 enum Start {
-    Request { method: Method, uri: Uri },
+    Request { method: Method, uri: Range<usize> },
     Response { status: u16, reason: Range<usize> },
 }
 
@@ -62,9 +62,14 @@ pub(crate) struct Parsed {
     pub(crate) start_line: Range<usize>,
     pub(crate) fields: Vec<Field>,
     pub(crate) body: Range<usize>,
-    top_via: Via,
-    from: NameAddr,
-    to: NameAddr,
+    /// Typed views, built on first use from ranges validated at parse time.
+    request_uri: OnceLock<Uri>,
+    top_via_range: Range<usize>,
+    top_via: OnceLock<Via>,
+    from_range: Range<usize>,
+    from: OnceLock<NameAddr>,
+    to_range: Range<usize>,
+    to: OnceLock<NameAddr>,
     call_id: Range<usize>,
     cseq: CSeq,
     max_forwards: Option<u32>,
@@ -204,17 +209,15 @@ impl Message {
         let body_start = head_crlf + 4;
         let head = std::str::from_utf8(&b[..head_end]).map_err(|_| ParseError::NotUtf8)?;
         let hb = head.as_bytes();
-        for lf in memchr::memchr_iter(b'\n', hb) {
-            if lf == 0 || hb[lf - 1] != b'\r' {
-                return Err(ParseError::BareLineBreak);
-            }
-        }
-        for cr in memchr::memchr_iter(b'\r', hb) {
-            if hb.get(cr + 1) != Some(&b'\n') {
-                return Err(ParseError::BareLineBreak);
-            }
+        // Every line below ends in CRLF; with as many CRs as LFs in the
+        // head, no bare CR or LF is left.
+        if memchr::memchr_iter(b'\r', hb).count() != memchr::memchr_iter(b'\n', hb).count() {
+            return Err(ParseError::BareLineBreak);
         }
         let sl_end = memchr::memchr(b'\r', hb).unwrap_or(head_crlf);
+        if hb.get(sl_end + 1) != Some(&b'\n') {
+            return Err(ParseError::BareLineBreak);
+        }
         let start_line = &head[..sl_end];
         let start = parse_start_line(start_line)?;
 
@@ -254,8 +257,11 @@ impl Message {
         };
         while pos < head_end {
             line_no += 1;
-            // Every LF is preceded by CR (checked above).
-            let le = pos + memchr::memchr(b'\n', &hb[pos..]).unwrap_or(head_end - pos) - 1;
+            let lf = pos + memchr::memchr(b'\n', &hb[pos..]).unwrap_or(head_end - pos);
+            if hb[lf - 1] != b'\r' {
+                return Err(ParseError::BareLineBreak);
+            }
+            let le = lf - 1;
             if matches!(hb[pos], b' ' | b'\t') {
                 match cur.as_mut() {
                     Some(c) => c.3 = le,
@@ -304,30 +310,27 @@ impl Message {
         let value = |i: usize| &head[fields[i].value.clone()];
 
         // Via: every value must parse; the first is kept.
-        let mut top_via = None;
+        let mut top_via_range = None;
         for f in fields.iter().filter(|f| f.name == HeaderName::Via) {
             let v = &head[f.value.clone()];
             for (a, e) in split_list(v) {
-                let via = Via::parse(&v[a..e])?;
-                if top_via.is_none() {
-                    top_via = Some(via);
+                scan_via(&v[a..e]).ok_or(ParseError::BadVia)?;
+                if top_via_range.is_none() {
+                    top_via_range = Some(f.value.start + a..f.value.start + e);
                 }
             }
         }
-        let top_via = top_via.ok_or(ParseError::MissingHeader { name: "Via" })?;
+        let top_via_range = top_via_range.ok_or(ParseError::MissingHeader { name: "Via" })?;
 
-        let addr = |slot: Option<usize>, name: &'static str| -> Result<NameAddr, ParseError> {
+        let addr = |slot: Option<usize>, name: &'static str| -> Result<Range<usize>, ParseError> {
             let i = slot.ok_or(ParseError::MissingHeader { name })?;
-            let a = NameAddr::parse(value(i)).map_err(|_| ParseError::BadHeaderValue { name })?;
-            if let Some(tag) = a.param("tag")
-                && !tag.is_some_and(super::lex::is_token_str)
-            {
+            if !validate_name_addr(value(i)) {
                 return Err(ParseError::BadHeaderValue { name });
             }
-            Ok(a)
+            Ok(fields[i].value.clone())
         };
-        let from = addr(singles.from, "From")?;
-        let to = addr(singles.to, "To")?;
+        let from_range = addr(singles.from, "From")?;
+        let to_range = addr(singles.to, "To")?;
 
         let ci = singles
             .call_id
@@ -397,9 +400,13 @@ impl Message {
                 start_line: 0..sl_end,
                 fields,
                 body,
-                top_via,
-                from,
-                to,
+                request_uri: OnceLock::new(),
+                top_via_range,
+                top_via: OnceLock::new(),
+                from_range,
+                from: OnceLock::new(),
+                to_range,
+                to: OnceLock::new(),
                 call_id,
                 cseq,
                 max_forwards,
@@ -427,7 +434,9 @@ impl Message {
     /// The Request-URI of a request.
     pub fn request_uri(&self) -> Option<&Uri> {
         match &self.p.start {
-            Start::Request { uri, .. } => Some(uri),
+            Start::Request { uri, .. } => Some(self.p.request_uri.get_or_init(|| {
+                Uri::parse(self.str_at(uri.clone())).unwrap_or_else(|_| unreachable_uri())
+            })),
             Start::Response { .. } => None,
         }
     }
@@ -520,7 +529,14 @@ impl Message {
 
     /// The top Via (always present in a parsed message).
     pub fn top_via(&self) -> Option<&Via> {
-        Some(&self.p.top_via)
+        Some(self.p.top_via.get_or_init(|| {
+            Via::parse(self.str_at(self.p.top_via_range.clone())).unwrap_or(Via {
+                transport: String::new(),
+                host: super::uri::Host::Domain(String::new()),
+                port: None,
+                params: Vec::new(),
+            })
+        }))
     }
 
     /// The Call-ID.
@@ -535,12 +551,21 @@ impl Message {
 
     /// The From address.
     pub fn from(&self) -> &NameAddr {
-        &self.p.from
+        self.p
+            .from
+            .get_or_init(|| self.addr_at(self.p.from_range.clone()))
     }
 
     /// The To address.
     pub fn to(&self) -> &NameAddr {
-        &self.p.to
+        self.p
+            .to
+            .get_or_init(|| self.addr_at(self.p.to_range.clone()))
+    }
+
+    /// Builds an address validated at parse time.
+    fn addr_at(&self, r: Range<usize>) -> NameAddr {
+        NameAddr::parse(self.str_at(r)).unwrap_or_else(|_| NameAddr::new(unreachable_uri()))
     }
 
     /// Max-Forwards, when present and at most 255 (larger values count as absent).
@@ -589,24 +614,36 @@ impl Message {
 
     /// The top Via's branch, if any.
     pub fn branch(&self) -> Option<&str> {
-        self.p.top_via.branch()
+        self.top_via().and_then(Via::branch)
     }
 }
 
 fn check_addr_list(v: &str, name: &HeaderName) -> Result<(), ParseError> {
     for (a, e) in split_list(v) {
-        NameAddr::parse(&v[a..e]).map_err(|_| bad(name))?;
+        if !validate_name_addr(&v[a..e]) {
+            return Err(bad(name));
+        }
     }
     Ok(())
 }
 
+/// Stands in for a typed view whose text was validated at parse time, so
+/// building it cannot fail; never observed.
+fn unreachable_uri() -> Uri {
+    Uri::Other {
+        scheme: String::new(),
+        rest: String::new(),
+    }
+}
+
 fn parse_start_line(line: &str) -> Result<Start, ParseError> {
-    let sp1 = line.find(' ').ok_or(ParseError::BadStartLine)?;
+    let lb = line.as_bytes();
+    let sp1 = memchr::memchr(b' ', lb).ok_or(ParseError::BadStartLine)?;
     let first = &line[..sp1];
     if first.len() >= 4 && first.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
         check_version(first)?;
         let rest = &line[sp1 + 1..];
-        let (code, reason) = match rest.find(' ') {
+        let (code, reason) = match memchr::memchr(b' ', rest.as_bytes()) {
             Some(s) => (&rest[..s], sp1 + 1 + s + 1..line.len()),
             None => (rest, line.len()..line.len()),
         };
@@ -625,22 +662,20 @@ fn parse_start_line(line: &str) -> Result<Start, ParseError> {
         }
         return Ok(Start::Response { status, reason });
     }
-    let sp2 = line.rfind(' ').ok_or(ParseError::BadStartLine)?;
+    let sp2 = memchr::memrchr(b' ', lb).ok_or(ParseError::BadStartLine)?;
     if sp2 == sp1 {
         return Err(ParseError::BadStartLine);
     }
     check_version(&line[sp2 + 1..])?;
     let method: Method = first.parse()?;
     let uri_s = &line[sp1 + 1..sp2];
-    if uri_s.is_empty() || uri_s.bytes().any(|c| c == b' ' || c == b'\t') {
+    if uri_s.is_empty() || memchr::memchr2(b' ', b'\t', uri_s.as_bytes()).is_some() {
         return Err(ParseError::BadRequestUri);
     }
-    let uri = Uri::parse(uri_s).map_err(|_| ParseError::BadRequestUri)?;
-    if let Uri::Sip(u) = &uri
-        && !u.headers.is_empty()
-    {
-        // RFC 3261 §19.1.1, Table 1: headers are not allowed in a Request-URI.
-        return Err(ParseError::BadRequestUri);
-    }
-    Ok(Start::Request { method, uri })
+    // RFC 3261 §19.1.1, Table 1: headers are not allowed in a Request-URI.
+    super::uri::validate_request_uri(uri_s).map_err(|_| ParseError::BadRequestUri)?;
+    Ok(Start::Request {
+        method,
+        uri: sp1 + 1..sp2,
+    })
 }

@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use super::lex::{eq_ic, escapes_ok, is_unreserved, unescape};
+use super::lex::{HNV, PARAM, PASSWORD, USER, all, eq_ic, escapes_ok, is, unescape};
 use crate::error::ParseError;
 
 /// `sip` or `sips`.
@@ -65,6 +65,11 @@ impl Host {
         }
     }
 
+    /// Whether `s` is a host [`Host::parse`] accepts (no allocation).
+    pub fn is_valid(s: &str) -> bool {
+        validate_host(s).is_ok()
+    }
+
     /// Case-insensitive comparison for names, exact for addresses.
     pub fn equivalent(&self, other: &Self) -> bool {
         match (self, other) {
@@ -78,23 +83,31 @@ impl Host {
 
 /// `hostname = *( domainlabel "." ) toplabel [ "." ]`
 fn is_hostname(s: &str) -> bool {
-    let s = s.strip_suffix('.').unwrap_or(s);
-    if s.is_empty() || s.len() > 255 {
+    let b = s.as_bytes();
+    let b = b.strip_suffix(b".").unwrap_or(b);
+    if b.is_empty() || b.len() > 255 {
         return false;
     }
-    let mut last = "";
-    for label in s.split('.') {
-        let b = label.as_bytes();
-        if b.is_empty()
-            || !b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-            || b[0] == b'-'
-            || b[b.len() - 1] == b'-'
-        {
+    // Labels of alphanum and '-', non-empty, no '-' at either end; the top
+    // label starts with a letter.
+    let mut label_start = 0;
+    let mut prev = b'.';
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'.' {
+            if prev == b'.' || prev == b'-' {
+                return false;
+            }
+            label_start = i + 1;
+        } else if c == b'-' {
+            if prev == b'.' {
+                return false;
+            }
+        } else if !c.is_ascii_alphanumeric() {
             return false;
         }
-        last = label;
+        prev = c;
     }
-    last.as_bytes()[0].is_ascii_alphabetic()
+    prev != b'-' && b[label_start].is_ascii_alphabetic()
 }
 
 impl fmt::Display for Host {
@@ -155,24 +168,9 @@ pub struct SipUri {
     pub headers: Vec<(String, String)>,
 }
 
+#[inline]
 fn is_user_char(b: u8) -> bool {
-    is_unreserved(b)
-        || matches!(
-            b,
-            b'%' | b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/'
-        )
-}
-
-fn is_password_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'%' | b'&' | b'=' | b'+' | b'$' | b',')
-}
-
-fn is_param_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$')
-}
-
-fn is_hnv_char(b: u8) -> bool {
-    is_unreserved(b) || matches!(b, b'%' | b'[' | b']' | b'/' | b'?' | b':' | b'+' | b'$')
+    is(b, USER)
 }
 
 impl SipUri {
@@ -191,97 +189,31 @@ impl SipUri {
 
     /// Parses the part after `sip:` / `sips:`.
     fn parse_rest(scheme: Scheme, s: &str) -> Result<Self, ParseError> {
-        let bytes = s.as_bytes();
-        let (user, password, rest) = match memchr::memchr(b'@', bytes) {
-            Some(at) if bytes[..at].iter().all(|b| is_user_char(*b) || *b == b':') => {
-                let info = &s[..at];
-                let (user, password) = match info.find(':') {
-                    Some(c) => (&info[..c], Some(&info[c + 1..])),
-                    None => (info, None),
-                };
-                if user.is_empty()
-                    || !escapes_ok(user.as_bytes())
-                    || !user.bytes().all(is_user_char)
-                {
-                    return Err(ParseError::BadUri);
-                }
-                if let Some(p) = password
-                    && (!p.bytes().all(is_password_char) || !escapes_ok(p.as_bytes()))
-                {
-                    return Err(ParseError::BadUri);
-                }
-                (Some(user), password, &s[at + 1..])
-            }
-            _ => (None, None, s),
-        };
-        let rb = rest.as_bytes();
-        // host
-        let host_end = if rb.first() == Some(&b'[') {
-            memchr::memchr(b']', rb).ok_or(ParseError::BadUri)? + 1
-        } else {
-            rb.iter()
-                .position(|b| matches!(b, b':' | b';' | b'?'))
-                .unwrap_or(rb.len())
-        };
-        let host = Host::parse(&rest[..host_end])?;
-        let mut i = host_end;
-        let mut port = None;
-        if rb.get(i) == Some(&b':') {
-            let start = i + 1;
-            let end = rb[start..]
-                .iter()
-                .position(|b| matches!(b, b';' | b'?'))
-                .map_or(rb.len(), |p| start + p);
-            port = Some(parse_port(&rest[start..end]).ok_or(ParseError::BadUri)?);
-            i = end;
-        }
-        let mut params = Vec::new();
-        while rb.get(i) == Some(&b';') {
-            let start = i + 1;
-            let end = rb[start..]
-                .iter()
-                .position(|b| matches!(b, b';' | b'?'))
-                .map_or(rb.len(), |p| start + p);
-            let p = &rest[start..end];
-            let (n, v) = match p.find('=') {
-                Some(e) => (&p[..e], Some(&p[e + 1..])),
-                None => (p, None),
-            };
-            if n.is_empty() || !n.bytes().all(is_param_char) || !escapes_ok(n.as_bytes()) {
-                return Err(ParseError::BadUri);
-            }
-            if let Some(v) = v
-                && (v.is_empty() || !v.bytes().all(is_param_char) || !escapes_ok(v.as_bytes()))
-            {
-                return Err(ParseError::BadUri);
-            }
-            params.push((n.to_owned(), v.map(str::to_owned)));
-            i = end;
-        }
-        let mut headers = Vec::new();
-        if rb.get(i) == Some(&b'?') {
-            for h in rest[i + 1..].split('&') {
-                let (n, v) = h.split_once('=').ok_or(ParseError::BadUri)?;
-                if n.is_empty()
-                    || !n.bytes().all(is_hnv_char)
-                    || !v.bytes().all(is_hnv_char)
-                    || !escapes_ok(h.as_bytes())
-                {
-                    return Err(ParseError::BadUri);
-                }
-                headers.push((n.to_owned(), v.to_owned()));
-            }
-            i = rb.len();
-        }
-        if i != rb.len() {
-            return Err(ParseError::BadUri);
-        }
+        let p = scan_sip(s)?;
+        let params = p
+            .params
+            .split(';')
+            .skip(1)
+            .map(|kv| match kv.split_once('=') {
+                Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+                None => (kv.to_owned(), None),
+            })
+            .collect();
+        let headers = p
+            .headers
+            .map(|h| {
+                h.split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Self {
             scheme,
-            user: user.map(str::to_owned),
-            password: password.map(str::to_owned),
-            host,
-            port,
+            user: p.user.map(str::to_owned),
+            password: p.password.map(str::to_owned),
+            host: Host::parse(p.host)?,
+            port: p.port,
             params,
             headers,
         })
@@ -371,6 +303,152 @@ impl SipUri {
     }
 }
 
+/// The validated parts of a SIP URI, borrowed from the input.
+pub(crate) struct SipParts<'a> {
+    pub(crate) user: Option<&'a str>,
+    pub(crate) password: Option<&'a str>,
+    pub(crate) host: &'a str,
+    pub(crate) port: Option<u16>,
+    /// `*( ";" uri-parameter )`, starting with `;` (or empty).
+    pub(crate) params: &'a str,
+    /// After `?`, when present.
+    pub(crate) headers: Option<&'a str>,
+}
+
+/// Validates the part after `sip:` without allocating.
+pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
+    let bytes = s.as_bytes();
+    let (user, password, at_end) = match memchr::memchr(b'@', bytes) {
+        Some(at) if bytes[..at].iter().all(|b| is_user_char(*b) || *b == b':') => {
+            let info = &s[..at];
+            let (user, password) = match memchr::memchr(b':', info.as_bytes()) {
+                Some(c) => (&info[..c], Some(&info[c + 1..])),
+                None => (info, None),
+            };
+            if user.is_empty() || !escapes_ok(user.as_bytes()) {
+                return Err(ParseError::BadUri);
+            }
+            if let Some(p) = password
+                && (!all(p.as_bytes(), PASSWORD) || !escapes_ok(p.as_bytes()))
+            {
+                return Err(ParseError::BadUri);
+            }
+            (Some(user), password, at + 1)
+        }
+        _ => (None, None, 0),
+    };
+    let rb = bytes;
+    let mut i = at_end;
+    // host
+    let host_end = if rb.get(i) == Some(&b'[') {
+        i + memchr::memchr(b']', &rb[i..]).ok_or(ParseError::BadUri)? + 1
+    } else {
+        rb[i..]
+            .iter()
+            .position(|b| matches!(b, b':' | b';' | b'?'))
+            .map_or(rb.len(), |p| i + p)
+    };
+    let host = &s[i..host_end];
+    validate_host(host)?;
+    i = host_end;
+    let mut port = None;
+    if rb.get(i) == Some(&b':') {
+        let start = i + 1;
+        let end = rb[start..]
+            .iter()
+            .position(|b| matches!(b, b';' | b'?'))
+            .map_or(rb.len(), |p| start + p);
+        port = Some(parse_port(&s[start..end]).ok_or(ParseError::BadUri)?);
+        i = end;
+    }
+    let params_start = i;
+    while rb.get(i) == Some(&b';') {
+        let start = i + 1;
+        let end = rb[start..]
+            .iter()
+            .position(|b| matches!(b, b';' | b'?'))
+            .map_or(rb.len(), |p| start + p);
+        let p = &rb[start..end];
+        let (n, v) = match p.iter().position(|b| *b == b'=') {
+            Some(e) => (&p[..e], Some(&p[e + 1..])),
+            None => (p, None),
+        };
+        if n.is_empty() || !all(n, PARAM) || !escapes_ok(n) {
+            return Err(ParseError::BadUri);
+        }
+        if let Some(v) = v
+            && (v.is_empty() || !all(v, PARAM) || !escapes_ok(v))
+        {
+            return Err(ParseError::BadUri);
+        }
+        i = end;
+    }
+    let params = &s[params_start..i];
+    let mut headers = None;
+    if rb.get(i) == Some(&b'?') {
+        let hs = &s[i + 1..];
+        for h in hs.split('&') {
+            let (n, v) = h.split_once('=').ok_or(ParseError::BadUri)?;
+            if n.is_empty()
+                || !all(n.as_bytes(), HNV)
+                || !all(v.as_bytes(), HNV)
+                || !escapes_ok(h.as_bytes())
+            {
+                return Err(ParseError::BadUri);
+            }
+        }
+        headers = Some(hs);
+        i = rb.len();
+    }
+    if i != rb.len() {
+        return Err(ParseError::BadUri);
+    }
+    Ok(SipParts {
+        user,
+        password,
+        host,
+        port,
+        params,
+        headers,
+    })
+}
+
+/// Validates a Request-URI: any URI, but a SIP URI without headers.
+pub(crate) fn validate_request_uri(s: &str) -> Result<(), ParseError> {
+    let colon = memchr::memchr(b':', s.as_bytes()).ok_or(ParseError::BadUri)?;
+    let scheme = &s[..colon];
+    if eq_ic(scheme, "sip") || eq_ic(scheme, "sips") {
+        match scan_sip(&s[colon + 1..])?.headers {
+            Some(_) => Err(ParseError::BadUri),
+            None => Ok(()),
+        }
+    } else {
+        Uri::parse(s).map(|_| ())
+    }
+}
+
+/// Validates a host without allocating.
+fn validate_host(s: &str) -> Result<(), ParseError> {
+    if let Some(inner) = s.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').ok_or(ParseError::BadUri)?;
+        return inner
+            .parse::<Ipv6Addr>()
+            .map(|_| ())
+            .map_err(|_| ParseError::BadUri);
+    }
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return s
+            .parse::<Ipv4Addr>()
+            .map(|_| ())
+            .map_err(|_| ParseError::BadUri);
+    }
+    if is_hostname(s) {
+        Ok(())
+    } else {
+        Err(ParseError::BadUri)
+    }
+}
+
 pub(crate) fn parse_port(s: &str) -> Option<u16> {
     if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -450,7 +528,7 @@ impl TelUri {
                 return Err(ParseError::BadUri);
             }
             if let Some(v) = v
-                && (v.is_empty() || !v.bytes().all(is_param_char) || !escapes_ok(v.as_bytes()))
+                && (v.is_empty() || !all(v.as_bytes(), PARAM) || !escapes_ok(v.as_bytes()))
             {
                 return Err(ParseError::BadUri);
             }
@@ -515,7 +593,7 @@ pub enum Uri {
 impl Uri {
     /// Parses an absolute URI. The whole string must be the URI (no LWS).
     pub fn parse(s: &str) -> Result<Self, ParseError> {
-        let colon = s.find(':').ok_or(ParseError::BadUri)?;
+        let colon = memchr::memchr(b':', s.as_bytes()).ok_or(ParseError::BadUri)?;
         let scheme = &s[..colon];
         let rest = &s[colon + 1..];
         let sb = scheme.as_bytes();
@@ -547,6 +625,17 @@ impl Uri {
                 scheme: scheme.to_owned(),
                 rest: rest.to_owned(),
             })
+        }
+    }
+
+    /// Checks that `s` is a URI [`Uri::parse`] accepts, without building it.
+    pub fn validate(s: &str) -> Result<(), ParseError> {
+        let colon = memchr::memchr(b':', s.as_bytes()).ok_or(ParseError::BadUri)?;
+        let scheme = &s[..colon];
+        if eq_ic(scheme, "sip") || eq_ic(scheme, "sips") {
+            scan_sip(&s[colon + 1..]).map(|_| ())
+        } else {
+            Self::parse(s).map(|_| ())
         }
     }
 

@@ -15,29 +15,47 @@ use crate::error::ParseError;
 /// generic-param = token [ EQUAL gen-value ]
 /// gen-value     = token / host / quoted-string
 /// ```
-pub(crate) fn parse_params(s: &str, mut i: usize) -> Option<Params> {
-    let b = s.as_bytes();
+pub(crate) fn parse_params(s: &str, i: usize) -> Option<Params> {
     let mut params = Vec::new();
+    scan_params(s, i, |n, v| {
+        params.push((n.to_owned(), v.map(str::to_owned)));
+        true
+    })
+    .then_some(params)
+}
+
+/// Walks `*( SEMI generic-param )` from `i` to the end of `s` without
+/// allocating, handing each `(name, value)` to `f`; false when the syntax is
+/// wrong or `f` refuses a parameter.
+pub(crate) fn scan_params<'a>(
+    s: &'a str,
+    mut i: usize,
+    mut f: impl FnMut(&'a str, Option<&'a str>) -> bool,
+) -> bool {
+    let b = s.as_bytes();
     loop {
         i = skip_lws(b, i);
         if i == b.len() {
-            return Some(params);
+            return true;
         }
         if b[i] != b';' {
-            return None;
+            return false;
         }
         i = skip_lws(b, i + 1);
         let ns = i;
         i = skip_token(b, i);
         if i == ns {
-            return None;
+            return false;
         }
         let name = &s[ns..i];
         let j = skip_lws(b, i);
         let value = if b.get(j) == Some(&b'=') {
             let vs = skip_lws(b, j + 1);
             let ve = if b.get(vs) == Some(&b'"') {
-                skip_quoted(b, vs)?
+                match skip_quoted(b, vs) {
+                    Some(e) => e,
+                    None => return false,
+                }
             } else {
                 let mut e = vs;
                 while e < b.len() && (is_token(b[e]) || matches!(b[e], b':' | b'[' | b']')) {
@@ -46,14 +64,16 @@ pub(crate) fn parse_params(s: &str, mut i: usize) -> Option<Params> {
                 e
             };
             if ve == vs {
-                return None;
+                return false;
             }
             i = ve;
-            Some(s[vs..ve].to_owned())
+            Some(&s[vs..ve])
         } else {
             None
         };
-        params.push((name.to_owned(), value));
+        if !f(name, value) {
+            return false;
+        }
     }
 }
 
@@ -103,7 +123,16 @@ impl NameAddr {
     }
 }
 
-fn parse_name_addr(s: &str) -> Option<NameAddr> {
+/// The parts of a name-addr / addr-spec: display name (inside the quotes),
+/// URI text, and where the header parameters start.
+pub(crate) struct AddrParts<'a> {
+    pub(crate) display: Option<&'a str>,
+    pub(crate) uri: &'a str,
+    pub(crate) params_at: usize,
+}
+
+/// Splits an address without allocating (the URI itself is not checked).
+pub(crate) fn scan_name_addr(s: &str) -> Option<AddrParts<'_>> {
     let b = s.as_bytes();
     let (display, lt) = if b.first() == Some(&b'"') {
         let end = skip_quoted(b, 0)?;
@@ -111,7 +140,7 @@ fn parse_name_addr(s: &str) -> Option<NameAddr> {
         if b.get(lt) != Some(&b'<') {
             return None;
         }
-        (Some(s[1..end - 1].to_owned()), lt)
+        (Some(&s[1..end - 1]), lt)
     } else {
         // *(token LWS) followed by '<', or an addr-spec.
         let mut i = 0;
@@ -120,14 +149,7 @@ fn parse_name_addr(s: &str) -> Option<NameAddr> {
         }
         if b.get(i) == Some(&b'<') {
             let d = trim_lws(&s[..i]);
-            (
-                if d.is_empty() {
-                    None
-                } else {
-                    Some(d.to_owned())
-                },
-                i,
-            )
+            (if d.is_empty() { None } else { Some(d) }, i)
         } else {
             // addr-spec: the URI ends at the first ';' or LWS and may not
             // contain ',', ';' or '?' (RFC 3261 §20.10).
@@ -135,26 +157,42 @@ fn parse_name_addr(s: &str) -> Option<NameAddr> {
                 .iter()
                 .position(|c| *c == b';' || is_lws(*c))
                 .unwrap_or(b.len());
-            let uri_s = &s[..end];
-            if uri_s.contains([',', '?']) {
+            let uri = &s[..end];
+            if memchr::memchr2(b',', b'?', uri.as_bytes()).is_some() {
                 return None;
             }
-            let uri = Uri::parse(uri_s).ok()?;
-            let params = parse_params(s, end)?;
-            return Some(NameAddr {
+            return Some(AddrParts {
                 display: None,
                 uri,
-                params,
+                params_at: end,
             });
         }
     };
     let gt = lt + 1 + memchr::memchr(b'>', &b[lt + 1..])?;
-    let uri = Uri::parse(&s[lt + 1..gt]).ok()?;
-    let params = parse_params(s, gt + 1)?;
-    Some(NameAddr {
+    Some(AddrParts {
         display,
-        uri,
-        params,
+        uri: &s[lt + 1..gt],
+        params_at: gt + 1,
+    })
+}
+
+/// Validates an address without allocating; `tag`, when present, must be a token.
+pub(crate) fn validate_name_addr(s: &str) -> bool {
+    let s = trim_lws(s);
+    scan_name_addr(s).is_some_and(|p| {
+        Uri::validate(p.uri).is_ok()
+            && scan_params(s, p.params_at, |n, v| {
+                !n.eq_ignore_ascii_case("tag") || v.is_some_and(is_token_str)
+            })
+    })
+}
+
+fn parse_name_addr(s: &str) -> Option<NameAddr> {
+    let p = scan_name_addr(s)?;
+    Some(NameAddr {
+        display: p.display.map(str::to_owned),
+        uri: Uri::parse(p.uri).ok()?,
+        params: parse_params(s, p.params_at)?,
     })
 }
 
@@ -251,7 +289,16 @@ impl Via {
     }
 }
 
-fn parse_via(s: &str) -> Option<Via> {
+/// The parts of one Via value, borrowed.
+pub(crate) struct ViaParts<'a> {
+    transport: &'a str,
+    host: &'a str,
+    port: Option<u16>,
+    params_at: usize,
+}
+
+/// Validates one Via value without allocating.
+pub(crate) fn scan_via(s: &str) -> Option<ViaParts<'_>> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut parts = [(0, 0); 3];
@@ -288,7 +335,10 @@ fn parse_via(s: &str) -> Option<Via> {
         }
         e
     };
-    let host = Host::parse(&s[hs..he]).ok()?;
+    let host = &s[hs..he];
+    if !Host::is_valid(host) {
+        return None;
+    }
     let mut i = he;
     let mut port = None;
     let j = skip_lws(b, i);
@@ -301,33 +351,42 @@ fn parse_via(s: &str) -> Option<Via> {
         port = Some(parse_port(&s[ps..pe])?);
         i = pe;
     }
-    let params = parse_params(s, i)?;
-    for (n, v) in &params {
-        let ok = match n.to_ascii_lowercase().as_str() {
-            "branch" => v.as_deref().is_some_and(is_token_str),
-            "received" => v.as_deref().is_some_and(|v| {
+    let ok = scan_params(s, i, |n, v| {
+        if n.eq_ignore_ascii_case("branch") {
+            v.is_some_and(is_token_str)
+        } else if n.eq_ignore_ascii_case("received") {
+            v.is_some_and(|v| {
                 let v = v
                     .strip_prefix('[')
                     .and_then(|v| v.strip_suffix(']'))
                     .unwrap_or(v);
                 v.parse::<std::net::IpAddr>().is_ok()
-            }),
-            "rport" => v.as_deref().is_none_or(|v| parse_port(v).is_some()),
-            "ttl" => v
-                .as_deref()
-                .is_some_and(|v| v.len() <= 3 && v.parse::<u8>().is_ok()),
-            "maddr" => v.as_deref().is_some_and(|v| Host::parse(v).is_ok()),
-            _ => true,
-        };
-        if !ok {
-            return None;
+            })
+        } else if n.eq_ignore_ascii_case("rport") {
+            v.is_none_or(|v| parse_port(v).is_some())
+        } else if n.eq_ignore_ascii_case("ttl") {
+            v.is_some_and(|v| v.len() <= 3 && v.parse::<u8>().is_ok())
+        } else if n.eq_ignore_ascii_case("maddr") {
+            v.is_some_and(Host::is_valid)
+        } else {
+            true
         }
-    }
-    Some(Via {
-        transport: transport.to_owned(),
+    });
+    ok.then_some(ViaParts {
+        transport,
         host,
         port,
-        params,
+        params_at: i,
+    })
+}
+
+fn parse_via(s: &str) -> Option<Via> {
+    let p = scan_via(s)?;
+    Some(Via {
+        transport: p.transport.to_owned(),
+        host: Host::parse(p.host).ok()?,
+        port: p.port,
+        params: parse_params(s, p.params_at)?,
     })
 }
 
