@@ -290,6 +290,7 @@ impl EnumResolver {
         fallback: Transport,
     ) -> Result<Vec<Target>> {
         let mut out = Vec::new();
+        let mut srv_found = false;
         for query in queries {
             let records = match self.lookup(&query.name, RecordType::SRV).await? {
                 Cached::Positive(answer) => match answer.as_ref() {
@@ -298,6 +299,9 @@ impl EnumResolver {
                 },
                 Cached::Negative(_) => continue,
             };
+            // RFC 2782: a lone "." target says the service is decidedly not
+            // available; that is still an SRV answer, so no A fallback.
+            srv_found |= !records.is_empty();
             let ordered = rfc3263::order_srv(&records, &mut rand::rng());
             for srv in ordered {
                 match self
@@ -310,7 +314,8 @@ impl EnumResolver {
                 }
             }
         }
-        if out.is_empty() {
+        if out.is_empty() && !srv_found {
+            // RFC 3263 §4.2: no SRV records, so A/AAAA with the default port.
             return self
                 .addresses(host, fallback.default_port(), fallback, 0)
                 .await;

@@ -249,6 +249,20 @@ fn enum_zone() -> EnumZone {
                 "!^.*$!mailto:x@example.test!",
             )],
         ),
+        // An IPv6-only host, and a host whose SRV says "no SIP here" (RFC 2782 ".").
+        ZoneEntry::number(
+            "441632960008",
+            "member-c",
+            vec![
+                u(10, 10, "E2U+sip", "!^.*$!sip:v6@gw6.sip.test!"),
+                u(
+                    20,
+                    10,
+                    "E2U+sip",
+                    "!^.*$!sip:none@nosip.sip.test;transport=tcp!",
+                ),
+            ],
+        ),
         // A range with a carved-out number.
         ZoneEntry::range(
             "44163297",
@@ -283,6 +297,9 @@ fn host_zone() -> EnumZone {
         rec("gw1b", a([127, 0, 0, 4])),
         rec("gw2", a([127, 0, 0, 2])),
         rec("carrier", a([127, 0, 0, 3])),
+        rec("gw6", RecordData::Aaaa(std::net::Ipv6Addr::LOCALHOST)),
+        rec("nosip", a([127, 0, 0, 9])),
+        rec("_sip._tcp.nosip", srv(0, 0, 0, ".")),
         rec(
             "gw1",
             RecordData::Naptr(NaptrRecord::new(
@@ -444,6 +461,24 @@ async fn check_routing(r: &EnumResolver) {
     let uris = r.lookup_uris(&tel("tel:+441632960004")).await.unwrap();
     assert_eq!(uris, vec!["sip:old@gw2.sip.test"]);
 
+    // AAAA; and an SRV "." answer: the URI gives no target (the A record
+    // is not used when SRV says there is no service).
+    let targets = resolve(r, "tel:+441632960008").await.unwrap();
+    assert_eq!(
+        targets,
+        vec![ResolvedTarget {
+            uri: "sip:v6@gw6.sip.test".into(),
+            target: t(Transport::Udp, "[::1]:5060", 0),
+        }]
+    );
+
+    let err = r
+        .locate("sip:none@nosip.sip.test;transport=tcp")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unresolvable { .. }), "{err:?}");
+    assert_eq!(err.status().0, 503);
+
     // Ranges, and a number carved out of one.
     let uris = r.lookup_uris(&tel("tel:+441632970123")).await.unwrap();
     assert_eq!(uris, vec!["sip:range@gw2.sip.test"]);
@@ -487,6 +522,8 @@ const QUESTIONS: &[(&str, &str)] = &[
     ("nowhere.sip.test.", "A"),
     ("chain.sip.test.", "NAPTR"),
     ("e164.test.", "SOA"),
+    ("gw6.sip.test.", "AAAA"),
+    ("_sip._tcp.nosip.sip.test.", "SRV"),
 ];
 
 // ---------------------------------------------------------------- tests
@@ -573,7 +610,7 @@ async fn own_server_answers_like_knot() {
             }
         }
         // The questions cover answers, NODATA and NXDOMAIN.
-        assert_eq!(answered, 13);
+        assert_eq!(answered, 15);
         assert_eq!(nxdomain, 2);
         (knot, mismatches)
     });
