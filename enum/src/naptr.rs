@@ -91,19 +91,36 @@ pub enum Rewrite {
 }
 
 /// Why a substitution expression is not valid (RFC 3402 §3.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A record with an invalid expression is skipped, so this never reaches
+/// the caller of the resolver; [`status`](Self::status) is there for tools
+/// that check zone data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegexpError {
     /// Empty, or the delimiter is a digit, a flag or a backslash.
+    #[error("bad or missing delimiter")]
     Delimiter,
     /// Fewer than three delimiters.
+    #[error("unterminated substitution expression")]
     Unterminated,
     /// A flag other than `i` after the last delimiter.
+    #[error("unknown flag {0:?}")]
     Flag(char),
     /// A back-reference to a group that the ERE does not have.
+    #[error("back-reference \\{0} to a missing group")]
     Backref(usize),
     /// The ERE does not compile.
+    #[error("the regular expression does not compile")]
     Ere,
+}
+
+impl RegexpError {
+    /// The SIP response when routing fails on this: the fault is in DNS
+    /// data upstream, so 503 (try elsewhere).
+    pub fn status(&self) -> (u16, &'static str) {
+        (503, "Service Unavailable")
+    }
 }
 
 #[derive(Debug, Clone)]
