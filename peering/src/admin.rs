@@ -70,11 +70,7 @@ fn respond(request: &[u8], metrics: &Metrics) -> (&'static str, &'static str, St
     }
     match path {
         "/live" | "/ready" => ("200 OK", "text/plain", "ok\n".to_owned()),
-        "/metrics" => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            metrics.render(),
-        ),
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
     }
 }

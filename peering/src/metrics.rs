@@ -105,11 +105,7 @@ impl Metrics {
                 "Streams closed on a framing error",
                 self.framing_errors.load(Ordering::Relaxed),
             ),
-            (
-                "peering_build_info",
-                "Always 1",
-                1,
-            ),
+            ("peering_build_info", "Always 1", 1),
         ];
         for (name, help, value) in counters {
             let kind = if name.ends_with("_total") {
@@ -117,7 +113,10 @@ impl Metrics {
             } else {
                 "gauge"
             };
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
         let gauges: [(&str, &str, i64); 3] = [
             (
@@ -137,7 +136,10 @@ impl Metrics {
             ),
         ];
         for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
         }
         let map = self.labelled.lock().unwrap_or_else(|e| e.into_inner());
         let mut last_family = "";

@@ -151,7 +151,10 @@ pub async fn start_with_router(
         },
         timer_c: Duration::from_millis(config.timers.timer_c_ms),
         server_header: config.sip.server_header.clone(),
-        udp_switch_size: config.sip.udp_size_switch.then_some(config.sip.udp_switch_size),
+        udp_switch_size: config
+            .sip
+            .udp_size_switch
+            .then_some(config.sip.udp_switch_size),
         instance: rand::random(),
     };
     let proxy = Proxy::new(proxy_config);
@@ -249,6 +252,9 @@ async fn core_loop(
                     transactions = proxy.transaction_count(),
                     "grace period over, stopping with transactions in progress"
                 );
+                for line in proxy.describe() {
+                    warn!(%line, "abandoned");
+                }
                 break;
             }
         }

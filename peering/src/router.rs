@@ -9,7 +9,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 
-use peering_proto::msg::{Host, Message, Uri};
+use peering_proto::msg::{HeaderName, Host, Message, Uri};
 use peering_proto::proxy::{Flow, Rejection, RouteDecision, RouteKind, Target, Transport};
 
 use crate::config::RouteEntry;
@@ -129,11 +129,22 @@ impl Router for StaticRouter {
                     Err(rejection) => RouteDecision::Reject(rejection),
                 },
                 RouteKind::Initial => {
+                    if request.request.header(&HeaderName::Route).is_some() {
+                        // Our own Route values are gone by now: this one
+                        // would send the call past the table to anywhere.
+                        return RouteDecision::Reject(Rejection::new(
+                            403,
+                            "Pre-loaded Route Not Accepted",
+                        ));
+                    }
                     let Some(uri) = request.request.request_uri() else {
                         return RouteDecision::Reject(Rejection::new(400, "Bad Request-URI"));
                     };
                     let Some(configured) = self.lookup(uri) else {
-                        return RouteDecision::Reject(Rejection::new(404, "No Route To Destination"));
+                        return RouteDecision::Reject(Rejection::new(
+                            404,
+                            "No Route To Destination",
+                        ));
                     };
                     let mut targets = Vec::new();
                     let mut last_err = None;
@@ -178,7 +189,8 @@ fn request_uri_for(original: &Uri, target: &Uri) -> Uri {
             }
             Uri::Tel(tel) => {
                 out.user = Some(tel.number.clone());
-                out.params.push(("user".to_owned(), Some("phone".to_owned())));
+                out.params
+                    .push(("user".to_owned(), Some("phone".to_owned())));
             }
             Uri::Other { .. } => {}
         }
@@ -206,7 +218,9 @@ pub async fn resolve_uri(uri: &Uri) -> Result<Vec<Target>, Rejection> {
     } else {
         5060
     };
-    let host = sip.maddr().map_or_else(|| sip.host.to_string(), str::to_owned);
+    let host = sip
+        .maddr()
+        .map_or_else(|| sip.host.to_string(), str::to_owned);
     let port = sip.port.unwrap_or(default_port);
     let server_name = match &sip.host {
         Host::Domain(d) => Some(d.clone()),

@@ -194,7 +194,11 @@ impl Transports {
             } else {
                 None
             };
-            tokio::spawn(transports.clone().accept_loop(transport, local, listener, acceptor));
+            tokio::spawn(
+                transports
+                    .clone()
+                    .accept_loop(transport, local, listener, acceptor),
+            );
         }
         Ok((transports, bound))
     }
@@ -224,10 +228,17 @@ impl Transports {
                 remote,
                 conn: None,
             };
-            self.metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .messages_received
+                .fetch_add(1, Ordering::Relaxed);
             match Message::parse(Bytes::copy_from_slice(data)) {
                 Ok(message) => {
-                    if self.input.send(Input::Message(message, flow)).await.is_err() {
+                    if self
+                        .input
+                        .send(Input::Message(message, flow))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -289,7 +300,10 @@ impl Transports {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 match acceptor {
-                    None => this.run_stream(transport, stream, local, remote, None).await,
+                    None => {
+                        this.run_stream(transport, stream, local, remote, None)
+                            .await
+                    }
                     Some(acceptor) => {
                         let handshake = tokio::time::timeout(
                             this.settings.handshake_timeout,
@@ -297,7 +311,9 @@ impl Transports {
                         )
                         .await;
                         match handshake {
-                            Ok(Ok(tls)) => this.run_stream(transport, tls, local, remote, None).await,
+                            Ok(Ok(tls)) => {
+                                this.run_stream(transport, tls, local, remote, None).await
+                            }
                             Ok(Err(e)) => {
                                 this.metrics
                                     .tls_handshake_failures
@@ -355,27 +371,23 @@ impl Transports {
         stream: S,
         local: SocketAddr,
         remote: SocketAddr,
-        registered: Option<(ConnId, mpsc::Receiver<Bytes>)>,
+        registered: Option<(ConnId, mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>)>,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (id, mut rx) = match registered {
+        // One queue per connection: the core's sends (through the table)
+        // and this task's own replies (`local_tx`) share it, so the writer
+        // drains everything queued before it closes.
+        let (id, local_tx, mut rx) = match registered {
             Some(r) => r,
-            None => {
-                let (id, _tx, rx) = self.register(transport, remote);
-                (id, rx)
-            }
+            None => self.register(transport, remote),
         };
-        self.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .connections_open
+            .fetch_add(1, Ordering::Relaxed);
         let (mut reader, mut writer) = tokio::io::split(stream);
-        let (local_tx, mut local_rx) = mpsc::channel::<Bytes>(16);
         let writer_task = tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    m = rx.recv() => m,
-                    m = local_rx.recv() => m,
-                };
-                let Some(bytes) = next else { break };
+            while let Some(bytes) = rx.recv().await {
                 if writer.write_all(&bytes).await.is_err() {
                     break;
                 }
@@ -391,7 +403,8 @@ impl Transports {
             conn: Some(id),
         };
         'conn: loop {
-            let read = tokio::time::timeout(self.settings.idle_timeout, reader.read_buf(&mut buf)).await;
+            let read =
+                tokio::time::timeout(self.settings.idle_timeout, reader.read_buf(&mut buf)).await;
             match read {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
                 Ok(Ok(_)) => {}
@@ -404,7 +417,9 @@ impl Transports {
                         let _ = local_tx.send(Bytes::from_static(b"\r\n")).await;
                     }
                     Ok(Some(Frame::Message(message))) => {
-                        self.metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+                        self.metrics
+                            .messages_received
+                            .fetch_add(1, Ordering::Relaxed);
                         if self
                             .input
                             .send(Input::Message(message, flow.clone()))
@@ -415,7 +430,9 @@ impl Transports {
                         }
                     }
                     Ok(Some(Frame::Invalid { error, raw })) => {
-                        self.metrics.messages_received.fetch_add(1, Ordering::Relaxed);
+                        self.metrics
+                            .messages_received
+                            .fetch_add(1, Ordering::Relaxed);
                         // Framed correctly but invalid: answer and go on.
                         if let Some(reply) = self.reject_unparsable(&raw, &error) {
                             let _ = local_tx.send(reply).await;
@@ -437,7 +454,9 @@ impl Transports {
         drop(local_tx);
         // Let queued writes (a final error response) go out.
         let _ = tokio::time::timeout(Duration::from_secs(1), writer_task).await;
-        self.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+        self.metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Sends one transmission from the core. Never blocks the core: stream
@@ -463,7 +482,10 @@ impl Transports {
             self.fail(transmit.token);
             return;
         };
-        match endpoint.socket.try_send_to(&transmit.bytes, transmit.remote) {
+        match endpoint
+            .socket
+            .try_send_to(&transmit.bytes, transmit.remote)
+        {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let socket = endpoint.socket.clone();
@@ -545,20 +567,19 @@ impl Transports {
         tokio::spawn(async move {
             let timeout = this.settings.handshake_timeout;
             let connect = tokio::time::timeout(timeout, TcpStream::connect(transmit.remote)).await;
-            let stream = match connect {
-                Ok(Ok(s)) => s,
-                _ => {
-                    debug!(remote = %transmit.remote, "connect failed");
-                    this.unregister(id);
-                    this.fail(transmit.token);
-                    return;
-                }
+            let Ok(Ok(stream)) = connect else {
+                debug!(remote = %transmit.remote, "connect failed");
+                this.unregister(id);
+                this.fail(transmit.token);
+                return;
             };
             let _ = stream.set_nodelay(true);
             let local = stream
                 .local_addr()
                 .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-            this.metrics.connections_opened.fetch_add(1, Ordering::Relaxed);
+            this.metrics
+                .connections_opened
+                .fetch_add(1, Ordering::Relaxed);
             match (transmit.transport, &this.tls_connector) {
                 (Transport::Tls, Some(connector)) => {
                     let name = transmit
@@ -574,8 +595,14 @@ impl Transports {
                         tokio::time::timeout(timeout, connector.connect(server_name, stream)).await;
                     match handshake {
                         Ok(Ok(tls)) => {
-                            this.run_stream(Transport::Tls, tls, local, transmit.remote, Some((id, rx)))
-                                .await;
+                            this.run_stream(
+                                Transport::Tls,
+                                tls,
+                                local,
+                                transmit.remote,
+                                Some((id, tx, rx)),
+                            )
+                            .await;
                         }
                         _ => {
                             this.metrics
@@ -587,8 +614,14 @@ impl Transports {
                     }
                 }
                 _ => {
-                    this.run_stream(Transport::Tcp, stream, local, transmit.remote, Some((id, rx)))
-                        .await;
+                    this.run_stream(
+                        Transport::Tcp,
+                        stream,
+                        local,
+                        transmit.remote,
+                        Some((id, tx, rx)),
+                    )
+                    .await;
                 }
             }
         });

@@ -65,7 +65,9 @@ impl EdgeProxy {
             cfg.push_str(&format!("mpath=\"{dir}\"\n"));
         }
         if let (Some((tls_port, _)), Some(_)) = (&self.tls, tls_cfg) {
-            cfg.push_str(&format!("enable_tls=yes\nlisten=tls:127.0.0.1:{tls_port}\n"));
+            cfg.push_str(&format!(
+                "enable_tls=yes\nlisten=tls:127.0.0.1:{tls_port}\n"
+            ));
         }
         for module in [
             "tm", "sl", "rr", "maxfwd", "textops", "siputils", "xlog", "pv",
@@ -74,7 +76,10 @@ impl EdgeProxy {
         }
         if let Some(path) = tls_cfg {
             cfg.push_str("loadmodule \"tls.so\"\n");
-            cfg.push_str(&format!("modparam(\"tls\", \"config\", \"{}\")\n", path.display()));
+            cfg.push_str(&format!(
+                "modparam(\"tls\", \"config\", \"{}\")\n",
+                path.display()
+            ));
         }
         cfg.push_str("modparam(\"rr\", \"enable_double_rr\", 1)\n");
         cfg.push_str(&format!(

@@ -39,6 +39,22 @@ impl UdpUa {
             .expect("UA send");
     }
 
+    /// Sends raw bytes (which need not be UTF-8).
+    pub async fn send_bytes(&self, to: SocketAddr, bytes: &[u8]) {
+        self.socket.send_to(bytes, to).await.expect("UA send");
+    }
+
+    /// The next datagram as it came, parsable or not.
+    pub async fn recv_raw(&self, timeout: Duration) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 65_535];
+        let got = tokio::time::timeout(timeout, self.socket.recv_from(&mut buf)).await;
+        let Ok(Ok((len, _))) = got else {
+            return None;
+        };
+        buf.truncate(len);
+        Some(buf)
+    }
+
     /// The next parsable message, or `None` after `timeout`.
     pub async fn recv(&self, timeout: Duration) -> Option<(Message, SocketAddr)> {
         let mut buf = vec![0u8; 65_535];
@@ -135,7 +151,13 @@ fn header_lines(msg: &Message, name: &HeaderName, label: &str) -> String {
 /// A response to `req` as a UAS builds it (RFC 3261 §8.2.6): Vias, From,
 /// To with `to_tag`, Call-ID, CSeq, and for dialog-creating responses the
 /// Record-Route and a Contact.
-pub fn response(req: &Message, status: u16, reason: &str, to_tag: &str, contact: SocketAddr) -> String {
+pub fn response(
+    req: &Message,
+    status: u16,
+    reason: &str,
+    to_tag: &str,
+    contact: SocketAddr,
+) -> String {
     let to = req.header(&HeaderName::To).unwrap_or_default().trim();
     let to = if to.contains(";tag=") || status == 100 {
         to.to_owned()
@@ -182,7 +204,9 @@ impl Callee {
                         continue;
                     }
                 };
-                let Some((msg, from)) = received else { continue };
+                let Some((msg, from)) = received else {
+                    continue;
+                };
                 let Some(method) = msg.method().cloned() else {
                     continue;
                 };
@@ -205,7 +229,8 @@ impl Callee {
                             .await;
                         match answer {
                             Answer::RingThenAnswer => {
-                                ua.send(from, &response(&msg, 200, "OK", &to_tag, addr)).await;
+                                ua.send(from, &response(&msg, 200, "OK", &to_tag, addr))
+                                    .await;
                                 dialog = Some((msg.clone(), from));
                             }
                             Answer::RingThenReject(code) => {
@@ -217,7 +242,8 @@ impl Callee {
                         pending_invite = Some((msg, from));
                     }
                     Method::Cancel => {
-                        ua.send(from, &response(&msg, 200, "OK", &to_tag, addr)).await;
+                        ua.send(from, &response(&msg, 200, "OK", &to_tag, addr))
+                            .await;
                         if let Some((invite, invite_from)) = pending_invite.take() {
                             ua.send(
                                 invite_from,
@@ -228,7 +254,8 @@ impl Callee {
                     }
                     Method::Ack => {}
                     _ => {
-                        ua.send(from, &response(&msg, 200, "OK", &to_tag, addr)).await;
+                        ua.send(from, &response(&msg, 200, "OK", &to_tag, addr))
+                            .await;
                     }
                 }
             }
@@ -300,7 +327,10 @@ pub fn uri_addr(text: &str) -> SocketAddr {
     };
     let host = sip.host.to_string();
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    SocketAddr::new(host.parse().expect("numeric host in test"), sip.port.unwrap_or(5060))
+    SocketAddr::new(
+        host.parse().expect("numeric host in test"),
+        sip.port.unwrap_or(5060),
+    )
 }
 
 /// A caller's call, established or not.

@@ -44,7 +44,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration of a node.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// `[node]`: identity and lifecycle of this node.
@@ -68,20 +68,6 @@ pub struct Config {
     /// `[log]`: logging.
     #[serde(default)]
     pub log: LogSection,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            node: NodeSection::default(),
-            sip: SipSection::default(),
-            tls: None,
-            timers: TimersSection::default(),
-            routes: Vec::new(),
-            admin: AdminSection::default(),
-            log: LogSection::default(),
-        }
-    }
 }
 
 /// `[node]`.

@@ -98,5 +98,8 @@ fn ipv6_listeners_parse() {
     )
     .expect("ipv6 listener");
     assert!(config.sip.listen[0].address.is_ipv6());
-    assert_eq!(config.sip.listen[0].advertise.as_deref(), Some("sip.example.net"));
+    assert_eq!(
+        config.sip.listen[0].advertise.as_deref(),
+        Some("sip.example.net")
+    );
 }

@@ -50,7 +50,11 @@ fn request_uri_keeps_the_dialled_number() {
     assert_eq!(sip.user.as_deref(), Some("+4721345678"));
     assert_eq!(sip.port, Some(5090));
     let out = request_uri_for(&uri("tel:+4721345678"), &uri("sip:127.0.0.1:5090"));
-    assert!(out.to_string().starts_with("sip:+4721345678@127.0.0.1:5090"), "{out}");
+    assert!(
+        out.to_string()
+            .starts_with("sip:+4721345678@127.0.0.1:5090"),
+        "{out}"
+    );
 }
 
 #[tokio::test]

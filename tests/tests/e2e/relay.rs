@@ -105,7 +105,9 @@ targets = [{targets}]
     );
     let config = Config::from_toml(&toml).expect("node config");
     let node = peering::node::start(config).await.expect("node starts");
-    let node_addr = node.addr(opts.inbound).expect("listener for inbound transport");
+    let node_addr = node
+        .addr(opts.inbound)
+        .expect("listener for inbound transport");
 
     let tls = (opts.inbound == Transport::Tls).then(|| {
         (
@@ -154,16 +156,36 @@ async fn full_call(opts: Options) {
     let topo = topology(opts).await;
     let mut call = Call::invite(topo.kam_a.addr, &topo.uri()).await;
     let status = call.wait_final(WAIT).await;
-    assert_eq!(status, Some(200), "statuses {:?}\n{}", call.statuses, topo.dump());
-    assert!(call.statuses.contains(&180), "180 relayed: {:?}", call.statuses);
+    assert_eq!(
+        status,
+        Some(200),
+        "statuses {:?}\n{}",
+        call.statuses,
+        topo.dump()
+    );
+    assert!(
+        call.statuses.contains(&180),
+        "180 relayed: {:?}",
+        call.statuses
+    );
 
     // The node record-routed, on both of its interfaces when they differ.
-    let invite = topo.callee.log().first_invite.expect("callee saw the INVITE");
+    let invite = topo
+        .callee
+        .log()
+        .first_invite
+        .expect("callee saw the INVITE");
     let node_in = topo.node.addr(inbound).expect("in");
     let node_out = topo.node.addr(outbound).expect("out");
-    assert!(invite.contains(&format!("{node_in}")), "node RR in:\n{invite}");
+    assert!(
+        invite.contains(&format!("{node_in}")),
+        "node RR in:\n{invite}"
+    );
     if inbound != outbound {
-        assert!(invite.contains(&format!("{node_out}")), "node RR out:\n{invite}");
+        assert!(
+            invite.contains(&format!("{node_out}")),
+            "node RR out:\n{invite}"
+        );
         assert!(
             invite.contains(&format!("transport={}", inbound.param())) || inbound == Transport::Udp,
             "inbound RR carries its transport:\n{invite}"
@@ -179,8 +201,14 @@ async fn full_call(opts: Options) {
         topo.dump()
     );
     let requests = topo.callee.log().requests;
-    assert!(requests.contains(&"ACK".to_owned()), "ACK reached callee: {requests:?}");
-    assert!(requests.contains(&"BYE".to_owned()), "BYE reached callee: {requests:?}");
+    assert!(
+        requests.contains(&"ACK".to_owned()),
+        "ACK reached callee: {requests:?}"
+    );
+    assert!(
+        requests.contains(&"BYE".to_owned()),
+        "BYE reached callee: {requests:?}"
+    );
     topo.node.shutdown().await;
 }
 
@@ -216,7 +244,11 @@ async fn callee_hangs_up_through_the_node() {
     call.in_dialog("ACK", 1).await;
     topo.callee.hang_up().await;
     let bye = call.answer_request(Method::Bye, WAIT).await;
-    assert!(bye.is_some(), "caller got the callee's BYE\n{}", topo.dump());
+    assert!(
+        bye.is_some(),
+        "caller got the callee's BYE\n{}",
+        topo.dump()
+    );
     topo.node.shutdown().await;
 }
 
@@ -228,12 +260,25 @@ async fn cancel_before_answer_ends_both_legs_with_487() {
     })
     .await;
     let mut call = Call::invite(topo.kam_a.addr, &topo.uri()).await;
-    assert!(call.wait_provisional(180, WAIT).await, "ringing\n{}", topo.dump());
+    assert!(
+        call.wait_provisional(180, WAIT).await,
+        "ringing\n{}",
+        topo.dump()
+    );
     call.cancel().await;
     let status = call.wait_final(WAIT).await;
-    assert_eq!(status, Some(487), "statuses {:?}\n{}", call.statuses, topo.dump());
+    assert_eq!(
+        status,
+        Some(487),
+        "statuses {:?}\n{}",
+        call.statuses,
+        topo.dump()
+    );
     let requests = topo.callee.log().requests;
-    assert!(requests.contains(&"CANCEL".to_owned()), "CANCEL reached callee: {requests:?}");
+    assert!(
+        requests.contains(&"CANCEL".to_owned()),
+        "CANCEL reached callee: {requests:?}"
+    );
     topo.node.shutdown().await;
 }
 
@@ -262,7 +307,11 @@ async fn dead_tcp_target_fails_over_to_the_next() {
     assert_eq!(call.wait_final(WAIT).await, Some(200), "{}", topo.dump());
     call.in_dialog("ACK", 1).await;
     call.in_dialog("BYE", 2).await;
-    assert!(call.wait_for(Method::Bye, 200, WAIT).await, "{}", topo.dump());
+    assert!(
+        call.wait_for(Method::Bye, 200, WAIT).await,
+        "{}",
+        topo.dump()
+    );
     topo.node.shutdown().await;
 }
 
@@ -286,7 +335,9 @@ async fn silent_udp_target_times_out_and_fails_over() {
         topo.dump()
     );
     let mut buf = [0u8; 4096];
-    let (len, _) = silent.try_recv_from(&mut buf).expect("the dead target got the INVITE");
+    let (len, _) = silent
+        .try_recv_from(&mut buf)
+        .expect("the dead target got the INVITE");
     assert!(buf[..len].starts_with(b"INVITE "));
     topo.node.shutdown().await;
 }

@@ -238,6 +238,39 @@ impl Proxy {
             })
     }
 
+    /// A one-line-per-call description of what is in progress, for logs at
+    /// shutdown and for debugging.
+    pub fn describe(&self) -> Vec<String> {
+        self.contexts
+            .values()
+            .map(|c| {
+                let branch = c
+                    .active
+                    .as_ref()
+                    .and_then(|k| self.clients.get(k))
+                    .map(|e| {
+                        let state = match &e.txn {
+                            ClientTxn::Invite(t) => t.state(),
+                            ClientTxn::NonInvite(t) => t.state(),
+                        };
+                        format!(
+                            "{state:?} provisional={} cancel_pending={}",
+                            e.got_provisional, e.cancel_pending
+                        )
+                    });
+                format!(
+                    "call-id={} method={:?} phase={:?} cancelled={} attempts={} branch={:?}",
+                    c.request.call_id(),
+                    c.request.method(),
+                    c.phase,
+                    c.cancelled,
+                    c.attempts,
+                    branch
+                )
+            })
+            .collect()
+    }
+
     /// The next message to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
@@ -524,18 +557,8 @@ impl Proxy {
             };
             RouteKind::InDialog { next_hop }
         } else {
-            if info.next_route.is_some() {
-                // A pre-loaded Route to somewhere else: following it would
-                // make the node an open relay.
-                self.reject(
-                    now,
-                    &key,
-                    &req,
-                    &flow,
-                    Rejection::new(403, "Pre-loaded Route Not Accepted"),
-                );
-                return;
-            }
+            // A remaining Route that is not ours (a pre-loaded route) stays
+            // in the request: the routing seam decides whether to honour it.
             RouteKind::Initial
         };
         let routed = apply_route_info(&req, &info);
@@ -933,7 +956,7 @@ impl Proxy {
         if (101..200).contains(&status) {
             entry.got_provisional = true;
         }
-        if status >= 100 && status < 200 && entry.cancel_pending {
+        if (100..200).contains(&status) && entry.cancel_pending {
             self.cancel_branch(now, key);
         }
         let timed_out = self.clients.get(key).is_some_and(|e| e.timed_out);
