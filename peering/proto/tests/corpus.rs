@@ -375,3 +375,84 @@ fn rfc5118_hosts_and_ports() {
     assert_eq!(m.top_via().unwrap().host.to_string(), "[::ffff:192.0.2.10]");
     assert_eq!(m.top_via().unwrap().port, Some(19823));
 }
+
+/// The header fields of a wire message as raw text (folding kept), with
+/// their lower-cased names.
+fn raw_fields(wire: &[u8]) -> Vec<(String, String)> {
+    let head_end = wire.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 2;
+    let head = std::str::from_utf8(&wire[..head_end]).unwrap();
+    let mut fields: Vec<String> = Vec::new();
+    for line in head.split_inclusive("\r\n").skip(1) {
+        if line.starts_with([' ', '\t']) {
+            fields.last_mut().unwrap().push_str(line);
+        } else {
+            fields.push(line.to_owned());
+        }
+    }
+    fields
+        .into_iter()
+        .map(|f| {
+            let name = f[..f.find(':').unwrap()].trim().to_ascii_lowercase();
+            (name, f)
+        })
+        .collect()
+}
+
+/// Every valid torture message survives a proxy's edit: the meaning is
+/// unchanged and every header field it did not touch is copied byte for byte.
+#[test]
+fn proxy_edit_keeps_untouched_fields_byte_for_byte() {
+    let (mut checked, mut accepted) = (0, 0);
+    for dir in ["rfc4475", "rfc5118"] {
+        for (stem, class, result) in manifest(dir) {
+            accepted += usize::from(expected(&class, &result) == Outcome::Accept);
+            let wire = load(dir, &stem);
+            let Ok(m) = Message::parse(wire) else {
+                continue;
+            };
+            let mut e = m.edit();
+            e.prepend_header(
+                HeaderName::Via,
+                "SIP/2.0/UDP node.example.org;branch=z9hG4bKnode1",
+            )
+            .prepend_header(HeaderName::RecordRoute, "<sip:node.example.org;lr>")
+            .remove_first_value(&HeaderName::Route);
+            if m.is_request() {
+                e.set_max_forwards(m.max_forwards().unwrap_or(70).saturating_sub(1));
+            }
+            let out = e.finish();
+            let f = Message::parse(out.clone()).unwrap_or_else(|err| panic!("{stem}: {err:?}"));
+            assert_eq!(f.call_id(), m.call_id(), "{stem}");
+            assert_eq!(f.cseq(), m.cseq(), "{stem}");
+            assert_eq!(f.from(), m.from(), "{stem}");
+            assert_eq!(f.to(), m.to(), "{stem}");
+            assert_eq!(
+                f.body(),
+                m.body(),
+                "{stem}: body must pass through byte for byte"
+            );
+            assert_eq!(f.vias().unwrap()[1..], m.vias().unwrap()[..], "{stem}");
+            let routes = m.routes().unwrap();
+            assert_eq!(
+                f.routes().unwrap()[..],
+                routes[routes.len().min(1)..],
+                "{stem}"
+            );
+            let text = String::from_utf8_lossy(&out);
+            let touched = ["route", "max-forwards", "content-length", "l"];
+            let mut first_route = true;
+            for (name, field) in raw_fields(m.as_bytes()) {
+                if name == "route" && first_route {
+                    first_route = false;
+                    continue;
+                }
+                if touched.contains(&name.as_str()) && name != "route" {
+                    continue;
+                }
+                assert!(text.contains(&field), "{stem}: {field:?} not copied");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, accepted);
+}

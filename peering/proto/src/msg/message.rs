@@ -150,20 +150,23 @@ pub(crate) fn parse_content_length(v: &str) -> Result<usize, ParseError> {
 
 /// `rfc1123-date = wkday "," SP date1 SP time SP "GMT"` (RFC 3261 §20.17).
 fn is_rfc1123_date(v: &str) -> bool {
+    // Compared as bytes: the value may hold any UTF-8, and slicing the str
+    // at fixed offsets could split a character.
     let b = v.as_bytes();
     if b.len() != 29 {
         return false;
     }
     let digits = |r: Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    const DAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
     ];
-    DAYS.contains(&&v[0..3])
-        && &v[3..5] == ", "
+    DAYS.contains(&&b[0..3])
+        && &b[3..5] == b", "
         && digits(5..7)
         && b[7] == b' '
-        && MONTHS.contains(&&v[8..11])
+        && MONTHS.contains(&&b[8..11])
         && b[11] == b' '
         && digits(12..16)
         && b[16] == b' '
@@ -172,7 +175,7 @@ fn is_rfc1123_date(v: &str) -> bool {
         && digits(20..22)
         && b[22] == b':'
         && digits(23..25)
-        && &v[25..] == " GMT"
+        && &b[25..] == b" GMT"
 }
 
 fn bad(name: &HeaderName) -> ParseError {

@@ -524,8 +524,85 @@ fn stream_framing() {
     ));
 }
 
+#[test]
+fn date_must_be_rfc1123_gmt() {
+    let with_date = |d: &str| {
+        INVITE.replacen(
+            "Max-Forwards: 70\r\n",
+            &format!("Max-Forwards: 70\r\nDate: {d}\r\n"),
+            1,
+        )
+    };
+    assert!(Message::parse(Bytes::from(with_date("Sat, 13 Nov 2010 23:29:00 GMT"))).is_ok());
+    for bad in [
+        "Fri, 01 Jan 2010 16:00:00 EST",
+        "Sat, 13 Nov 2010 23:29:00 GMTX",
+        "ééééééééééééééé",
+        "Sat, 13 Nov 2010 23:29:0é GMT",
+    ] {
+        assert_eq!(
+            Message::parse(Bytes::from(with_date(bad))).unwrap_err(),
+            ParseError::BadHeaderValue { name: "Date" },
+            "{bad}"
+        );
+    }
+}
+
+const FUZZ_NAMES: &[&str] = &[
+    "Via",
+    "v",
+    "From",
+    "To",
+    "t",
+    "Contact",
+    "m",
+    "Route",
+    "Record-Route",
+    "CSeq",
+    "Call-ID",
+    "Content-Length",
+    "l",
+    "Max-Forwards",
+    "Expires",
+    "Date",
+    "X-Other",
+];
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Arbitrary (UTF-8) values in the headers the parser looks into.
+    #[test]
+    fn arbitrary_header_values_never_panic(
+        name in proptest::sample::select(FUZZ_NAMES),
+        value in "\\PC{0,40}",
+        replace in any::<bool>(),
+    ) {
+        let line = format!("{name}: {value}\r\n");
+        let text = if replace {
+            // Put the value in place of the first field of that name, if any.
+            let mut out = String::new();
+            let mut done = false;
+            for l in INVITE.split_inclusive("\r\n") {
+                if !done && l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())) {
+                    out.push_str(&line);
+                    done = true;
+                } else {
+                    out.push_str(l);
+                }
+            }
+            out
+        } else {
+            INVITE.replacen("Max-Forwards: 70\r\n", &format!("Max-Forwards: 70\r\n{line}"), 1)
+        };
+        if let Ok(m) = Message::parse(Bytes::from(text)) {
+            let _ = (m.request_uri(), m.top_via(), m.from().tag(), m.to().tag());
+            prop_assert!(m.vias().is_ok());
+            let _ = (m.routes(), m.record_routes(), m.contacts());
+            let again = Message::parse(m.edit().finish()).unwrap();
+            prop_assert_eq!(again.from(), m.from());
+        }
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
