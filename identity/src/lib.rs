@@ -57,7 +57,9 @@ mod verify;
 
 pub use error::{CertProblem, Error, ErrorSource, FetchProblem, InfoProblem, Result};
 pub use replay::ReplayCache;
-pub use verify::{RequestView, Standard, VerificationResult, Verified, sip_date, unix_seconds};
+pub use verify::{
+    RequestView, Standard, VerificationResult, Verified, classify, sip_date, unix_seconds,
+};
 
 #[cfg(test)]
 mod tests;

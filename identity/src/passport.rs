@@ -416,6 +416,27 @@ impl Signer {
     }
 }
 
+/// A fresh random origination identifier (`origid`): a version 4 UUID,
+/// as RFC 8588 section 4 asks.
+pub fn new_origid() -> String {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 16];
+    // The system RNG does not fail on supported platforms; an all-zero
+    // UUID (still well-formed) would be the fallback.
+    let _ = SystemRandom::new().fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 fn decode_json(part: &str, what: &'static str) -> Result<Value> {
     let bytes = B64.decode(part).map_err(|_| Error::Malformed { what })?;
     serde_json::from_slice(&bytes).map_err(|_| Error::Malformed { what })

@@ -1,7 +1,11 @@
 //! STI certificates (RFC 8226): the `x5u` chain checked against the
 //! federation's STI trust anchors, and the TN authorization list.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, TrustAnchor, UnixTime};
@@ -18,11 +22,22 @@ const OID_P256: &str = "1.2.840.10045.3.1.7";
 
 /// Trust anchors (and CRLs) for signing certificates: the STI-CAs for
 /// RFC 8224, or the CAs trusted for RFC 4474 `Identity-Info`.
+///
+/// Chains that verified are remembered (keyed by a SHA-256 over the chain)
+/// for [`VERIFIED_TTL`] seconds, never past the end-entity's `notAfter`, so
+/// that the same signer's calls skip path building. Changing anchors or
+/// CRLs clears the memory.
 #[derive(Debug, Default, Clone)]
 pub struct CertTrust {
     anchors: Vec<TrustAnchor<'static>>,
     crls: Vec<OwnedCertRevocationList>,
+    verified: Arc<Mutex<HashMap<[u8; 32], (SigningCert, u64)>>>,
 }
+
+/// How long a verified chain is reused without checking it again, seconds.
+pub const VERIFIED_TTL: u64 = 300;
+/// How many verified chains are remembered.
+const VERIFIED_CAPACITY: usize = 1024;
 
 /// What a verified signing certificate tells the verifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +52,8 @@ pub struct SigningCert {
     pub tn_auth: Option<Vec<TnEntry>>,
     /// The subject distinguished name, for logs.
     pub subject: String,
+    /// The end of the validity period, UNIX seconds.
+    pub not_after: i64,
 }
 
 impl SigningCert {
@@ -91,6 +108,7 @@ impl CertTrust {
             .map_err(|_| Error::from(CertProblem::Malformed))?
             .to_owned();
         self.anchors.push(anchor);
+        self.verified.lock().clear();
         Ok(())
     }
 
@@ -108,6 +126,7 @@ impl CertTrust {
                 .map_err(|_| Error::from(CertProblem::Malformed))?;
             self.crls.push(crl);
         }
+        self.verified.lock().clear();
         Ok(ders.len())
     }
 
@@ -168,6 +187,34 @@ impl CertTrust {
     /// Verifies `chain` (end-entity first, then intermediates) at `now`
     /// (seconds since the UNIX epoch) and returns what the verifier needs.
     pub fn verify(&self, chain: &[CertificateDer<'_>], now: u64) -> Result<SigningCert> {
+        let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+        for cert in chain {
+            hasher.update(&(cert.len() as u64).to_be_bytes());
+            hasher.update(cert);
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(hasher.finish().as_ref());
+        if let Some((cert, until)) = self.verified.lock().get(&key)
+            && now < *until
+        {
+            return Ok(cert.clone());
+        }
+        let cert = self.verify_uncached(chain, now)?;
+        let until = now
+            .saturating_add(VERIFIED_TTL)
+            .min(u64::try_from(cert.not_after).unwrap_or(0).saturating_add(1));
+        let mut verified = self.verified.lock();
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, (_, u)| *u > now);
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(key, (cert.clone(), until));
+        Ok(cert)
+    }
+
+    fn verify_uncached(&self, chain: &[CertificateDer<'_>], now: u64) -> Result<SigningCert> {
         let (leaf, intermediates) = chain
             .split_first()
             .ok_or_else(|| Error::from(CertProblem::Malformed))?;
@@ -225,6 +272,7 @@ pub fn describe(der: &CertificateDer<'_>) -> Result<SigningCert> {
         is_rsa,
         tn_auth,
         subject: cert.subject().to_string(),
+        not_after: cert.validity().not_after.timestamp(),
     })
 }
 

@@ -486,3 +486,70 @@ fn every_error_has_a_sip_status() {
         assert_eq!(err.source_kind() == crate::ErrorSource::Internal, internal);
     }
 }
+
+#[test]
+fn verified_chains_are_reused_only_while_valid() {
+    let ca = pki::Ca::new("STI-CA");
+    let leaf = ca.leaf("sp", &[], |p| {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2030, 1, 1);
+    });
+    let not_after = 1_893_456_000; // 2030-01-01T00:00:00Z
+    let mut trust = CertTrust::new();
+    trust.add_pem(ca.pem().as_bytes()).unwrap();
+    let chain = [leaf.der.clone()];
+    let first = trust.verify(&chain, not_after - 100).unwrap();
+    assert_eq!(first.not_after, not_after as i64);
+    // Reused within the TTL, with the same result.
+    assert_eq!(trust.verify(&chain, not_after - 50).unwrap(), first);
+    // Never past notAfter.
+    let err = trust.verify(&chain, not_after + 10).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Certificate {
+                problem: CertProblem::Expired
+            }
+        ),
+        "{err:?}"
+    );
+    // A new CRL revoking the leaf takes effect at once.
+    let mut revoking = trust.clone();
+    revoking
+        .add_crls(ca.crl_pem(&[leaf.serial]).as_bytes())
+        .unwrap();
+    let err = revoking.verify(&chain, not_after - 40).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Certificate {
+                problem: CertProblem::Revoked
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn origid_is_a_uuid_v4() {
+    let a = crate::passport::new_origid();
+    let b = crate::passport::new_origid();
+    assert_ne!(a, b);
+    assert_eq!(a.len(), 36);
+    assert_eq!(&a[14..15], "4");
+    assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+    assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+}
+
+#[test]
+fn identity_values_are_classified() {
+    use crate::verify::classify;
+    assert_eq!(
+        classify("eyJh.eyJh.sig;info=<https://x/y>"),
+        crate::Standard::Rfc8224
+    );
+    assert_eq!(
+        classify("\"ZYNBbHC00VMZr2kZt6VmCv\""),
+        crate::Standard::Rfc4474
+    );
+}

@@ -77,6 +77,16 @@ impl VerificationResult {
     }
 }
 
+/// Which standard an `Identity` header value follows: a quoted base64
+/// signature is RFC 4474, anything else (a JWS) RFC 8224.
+pub fn classify(identity: &str) -> Standard {
+    if identity.trim_start().starts_with('"') {
+        Standard::Rfc4474
+    } else {
+        Standard::Rfc8224
+    }
+}
+
 /// Seconds since the UNIX epoch (0 before it).
 pub fn unix_seconds(now: SystemTime) -> u64 {
     now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
