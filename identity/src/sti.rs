@@ -31,8 +31,11 @@ const OID_P256: &str = "1.2.840.10045.3.1.7";
 pub struct CertTrust {
     anchors: Vec<TrustAnchor<'static>>,
     crls: Vec<OwnedCertRevocationList>,
-    verified: Arc<Mutex<HashMap<[u8; 32], (SigningCert, u64)>>>,
+    verified: Arc<Mutex<VerifiedChains>>,
 }
+
+/// Verified chains by chain hash: what they yielded and until when.
+type VerifiedChains = HashMap<[u8; 32], (SigningCert, u64)>;
 
 /// How long a verified chain is reused without checking it again, seconds.
 pub const VERIFIED_TTL: u64 = 300;
