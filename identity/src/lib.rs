@@ -17,6 +17,22 @@
 //!                                                 valid or Error, attestation)
 //! ```
 //!
+//! How the node uses it:
+//!
+//! * TLS: [`tls::TlsSettings::server_config`] / [`tls::TlsSettings::client_config`]
+//!   for the listeners and the connector; after an inbound handshake,
+//!   [`tls::peer_domains`] + [`rfc5922::match_member`] bind the connection
+//!   to a member (no match: 403 or close). Outbound, connect with the
+//!   member's domain as the `ServerName`.
+//! * Verification: [`classify`] the `Identity` value, then
+//!   [`fetch::verify_stir`] or [`fetch::verify_rfc4474`] with a shared
+//!   [`fetch::CertFetcher`]; attach the [`VerificationResult`] to the call
+//!   and answer failures with [`Error::status`] where policy requires a
+//!   valid identity.
+//! * Signing: [`rfc8224::StirSigner::sign_shaken`] with
+//!   [`passport::new_origid`], or [`rfc4474::Rfc4474Signer::sign`] (add a
+//!   Date header first with [`sip_date`]).
+//!
 //! Signing and verifying a SHAKEN PASSporT with a self-issued key:
 //!
 //! ```
