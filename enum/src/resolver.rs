@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
@@ -374,9 +374,11 @@ impl EnumResolver {
         let inner = self.inner.clone();
         self.inner
             .cache
-            .get_or_fetch(key, Instant::now(), move || async move {
-                inner.fetch(&fqdn, rtype).await
-            })
+            .get_or_fetch(
+                key,
+                tokio::time::Instant::now().into_std(),
+                move || async move { inner.fetch(&fqdn, rtype).await },
+            )
             .await
     }
 }

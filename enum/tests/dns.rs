@@ -739,7 +739,10 @@ async fn tsig_push_lands_in_knot() {
 
 /// A DNS server that counts the questions it gets and answers every NAPTR
 /// question, after `delay`, with one terminal SIP rule.
-async fn counting_server(delay: Duration) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+async fn counting_server(
+    delay: Duration,
+    ttl: u32,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     use hickory_proto::op::{Message, OpCode};
     use hickory_proto::rr::rdata::NAPTR;
     use hickory_proto::rr::{Name, RData, Record};
@@ -766,7 +769,7 @@ async fn counting_server(delay: Duration) -> (SocketAddr, Arc<std::sync::atomic:
                 response.add_query(query);
                 response.add_answer(Record::from_rdata(
                     name,
-                    60,
+                    ttl,
                     RData::NAPTR(NAPTR::new(
                         10,
                         10,
@@ -785,7 +788,7 @@ async fn counting_server(delay: Duration) -> (SocketAddr, Arc<std::sync::atomic:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_query_in_flight_per_name() {
-    let (addr, count) = counting_server(Duration::from_millis(200)).await;
+    let (addr, count) = counting_server(Duration::from_millis(200), 60).await;
     let r = EnumResolver::new(EnumConfig::new(addr, vec!["e164.test".into()])).unwrap();
     let mut calls = Vec::new();
     for _ in 0..50 {
@@ -803,4 +806,17 @@ async fn one_query_in_flight_per_name() {
     // And the answer is cached afterwards.
     r.resolve(&tel("tel:+441632960001")).await.unwrap();
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_expire_with_their_ttl() {
+    let (addr, count) = counting_server(Duration::ZERO, 1).await;
+    let r = EnumResolver::new(EnumConfig::new(addr, vec!["e164.test".into()])).unwrap();
+    let asked = || count.load(std::sync::atomic::Ordering::SeqCst);
+    r.lookup_uris(&tel("tel:+441632960001")).await.unwrap();
+    r.lookup_uris(&tel("tel:+441632960001")).await.unwrap();
+    assert_eq!(asked(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    r.lookup_uris(&tel("tel:+441632960001")).await.unwrap();
+    assert_eq!(asked(), 2);
 }
