@@ -86,13 +86,16 @@ impl E164 {
         Self::from_digits(digits)
     }
 
-    /// Wraps a string of 1 to 15 ASCII digits.
+    /// Wraps a string of 1 to 15 ASCII digits not starting with 0.
     pub fn from_digits(digits: String) -> Result<Self> {
         if digits.is_empty() {
             return Err(not_e164(NumberProblem::Empty));
         }
         if let Some(found) = digits.chars().find(|c| !c.is_ascii_digit()) {
             return Err(not_e164(NumberProblem::InvalidChar { found }));
+        }
+        if digits.starts_with('0') {
+            return Err(not_e164(NumberProblem::CountryCode));
         }
         if digits.len() > MAX_DIGITS {
             return Err(not_e164(NumberProblem::TooLong {

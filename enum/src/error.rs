@@ -22,6 +22,8 @@ pub enum NumberProblem {
         /// How many digits there were.
         digits: usize,
     },
+    /// Starts with 0: no E.164 country code does (ITU-T E.164 §6.2.1).
+    CountryCode,
     /// A character that is neither a digit nor a visual separator.
     InvalidChar {
         /// The offending character.
