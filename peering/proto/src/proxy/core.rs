@@ -960,8 +960,13 @@ impl Proxy {
             self.cancel_branch(now, key);
         }
         let timed_out = self.clients.get(key).is_some_and(|e| e.timed_out);
-        // Step 3: remove our Via.
-        let upstream = strip_top_via(&resp);
+        // Step 3: remove our Via. A branch that Timer C ended answers with
+        // a local 408, not with the 487 its CANCEL provoked.
+        let upstream = if timed_out && status >= 200 {
+            None
+        } else {
+            strip_top_via(&resp)
+        };
         match status {
             100 => {}
             101..=199 => {

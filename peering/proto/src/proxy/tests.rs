@@ -1,1 +1,766 @@
+//! The proxy core on a fake wire with a virtual clock: no sockets, no
+//! sleeps, exact timer values.
 
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::msg::{HeaderName, Message, Method, Uri};
+use crate::txn::TimerConfig;
+
+const A: &str = "192.0.2.1:5060";
+const B: &str = "198.51.100.7:5070";
+const C: &str = "198.51.100.8:5080";
+const NODE: &str = "203.0.113.10:5060";
+
+#[expect(clippy::disallowed_methods, reason = "the test driver owns the clock")]
+fn start_instant() -> Instant {
+    Instant::now()
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("socket address")
+}
+
+fn config() -> ProxyConfig {
+    let node = addr(NODE);
+    ProxyConfig {
+        interfaces: vec![
+            LocalInterface {
+                transport: Transport::Udp,
+                addr: node,
+                host: "203.0.113.10".to_owned(),
+                port: 5060,
+            },
+            LocalInterface {
+                transport: Transport::Tcp,
+                addr: node,
+                host: "203.0.113.10".to_owned(),
+                port: 5060,
+            },
+        ],
+        domains: vec!["node.example".to_owned()],
+        record_route: true,
+        timers: TimerConfig::default(),
+        timer_c: Duration::from_secs(180),
+        server_header: "test".to_owned(),
+        udp_switch_size: Some(1300),
+        instance: 7,
+    }
+}
+
+/// What went out, parsed.
+#[derive(Debug)]
+struct Sent {
+    to: SocketAddr,
+    transport: Transport,
+    msg: Message,
+    token: Option<TransmitToken>,
+}
+
+struct Harness {
+    proxy: Proxy,
+    now: Instant,
+    sent: Vec<Sent>,
+    routes: Vec<(RouteId, Message, RouteKind)>,
+    events: Vec<Event>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(config())
+    }
+
+    fn with(config: ProxyConfig) -> Self {
+        Self {
+            proxy: Proxy::new(config),
+            now: start_instant(),
+            sent: Vec::new(),
+            routes: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(t) = self.proxy.poll_transmit() {
+            let msg = Message::parse(t.bytes.clone()).expect("the proxy sends valid SIP");
+            self.sent.push(Sent {
+                to: t.remote,
+                transport: t.transport,
+                msg,
+                token: t.token,
+            });
+        }
+        while let Some(ev) = self.proxy.poll_event() {
+            match ev {
+                Event::Route {
+                    id, request, kind, ..
+                } => self.routes.push((id, request, kind)),
+                other => self.events.push(other),
+            }
+        }
+    }
+
+    fn recv_on(&mut self, text: &str, from: &str, transport: Transport) {
+        let msg = Message::parse(Bytes::from(text.to_owned())).expect("test message parses");
+        let flow = Flow {
+            transport,
+            local: addr(NODE),
+            remote: addr(from),
+            conn: transport.is_reliable().then_some(1),
+        };
+        self.proxy.handle_message(self.now, msg, flow);
+        self.drain();
+    }
+
+    fn recv(&mut self, text: &str, from: &str) {
+        self.recv_on(text, from, Transport::Udp);
+    }
+
+    fn advance(&mut self, by: Duration) {
+        let until = self.now + by;
+        while let Some(at) = self.proxy.poll_timeout() {
+            if at > until {
+                break;
+            }
+            self.now = at.max(self.now);
+            self.proxy.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = until;
+    }
+
+    fn answer_route(&mut self, decision: RouteDecision) {
+        let (id, _, _) = self.routes.remove(0);
+        self.proxy.handle_route(self.now, id, decision);
+        self.drain();
+    }
+
+    fn route_to(&mut self, targets: &[(&str, &str, Transport)]) {
+        let targets = targets
+            .iter()
+            .map(|(uri, remote, transport)| Target {
+                uri: uri.parse::<Uri>().expect("uri"),
+                transport: *transport,
+                remote: addr(remote),
+                server_name: None,
+            })
+            .collect();
+        self.answer_route(RouteDecision::forward(targets));
+    }
+
+    /// Messages sent to `to` since the last call, oldest first.
+    fn take_to(&mut self, to: &str) -> Vec<Message> {
+        let to = addr(to);
+        let (mine, rest): (Vec<Sent>, Vec<Sent>) = self.sent.drain(..).partition(|s| s.to == to);
+        self.sent = rest;
+        mine.into_iter().map(|s| s.msg).collect()
+    }
+
+    fn statuses_to(&mut self, to: &str) -> Vec<u16> {
+        self.take_to(to)
+            .iter()
+            .filter_map(Message::status)
+            .collect()
+    }
+}
+
+fn invite(branch: &str) -> String {
+    let body = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    format!(
+        "INVITE sip:+4721345678@node.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550100@a.example>;tag=fa\r\nTo: <sip:+4721345678@node.example>\r\n\
+         Call-ID: call-{branch}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@192.0.2.1:5060>\r\n\
+         X-Custom: kept as is\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A response from the downstream side to the request `req` we forwarded.
+fn reply(req: &Message, status: u16, to_tag: Option<&str>) -> String {
+    let resp = crate::msg::response_to(req, status, "Reason", to_tag, &[]);
+    String::from_utf8(resp.to_vec()).expect("utf8")
+}
+
+fn cancel(branch: &str) -> String {
+    format!(
+        "CANCEL sip:+4721345678@node.example SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch={branch}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:+15550100@a.example>;tag=fa\r\nTo: <sip:+4721345678@node.example>\r\n\
+         Call-ID: call-{branch}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+fn to_b() -> [(&'static str, &'static str, Transport); 1] {
+    [("sip:+4721345678@198.51.100.7:5070", B, Transport::Udp)]
+}
+
+/// Sets up an INVITE forwarded to B and returns it as B received it.
+fn forwarded_invite(h: &mut Harness, branch: &str) -> Message {
+    h.recv(&invite(branch), A);
+    assert_eq!(h.statuses_to(A), vec![100], "100 Trying at once");
+    assert_eq!(h.routes.len(), 1, "one routing question");
+    h.route_to(&to_b());
+    let mut at_b = h.take_to(B);
+    assert_eq!(at_b.len(), 1);
+    at_b.remove(0)
+}
+
+#[test]
+fn invite_is_forwarded_with_via_record_route_and_max_forwards() {
+    let mut h = Harness::new();
+    let fwd = forwarded_invite(&mut h, "z9hG4bKaaa1");
+    assert_eq!(fwd.method(), Some(&Method::Invite));
+    assert_eq!(
+        fwd.request_uri().map(ToString::to_string).as_deref(),
+        Some("sip:+4721345678@198.51.100.7:5070")
+    );
+    assert_eq!(fwd.max_forwards(), Some(69));
+    let vias = fwd.vias().expect("vias");
+    assert_eq!(vias.len(), 2);
+    let top = &vias[0];
+    assert!(top.branch().is_some_and(|b| b.starts_with("z9hG4bK")));
+    assert_eq!(top.sent_by().1, Some(5060));
+    let rr = fwd.record_routes().expect("record-route");
+    assert_eq!(rr.len(), 1, "one interface, one Record-Route");
+    assert_eq!(rr[0].uri.to_string(), "sip:203.0.113.10:5060;lr");
+    assert_eq!(
+        fwd.header(&HeaderName::Other("X-Custom".to_owned())),
+        Some("kept as is")
+    );
+    assert_eq!(
+        fwd.body().len(),
+        fwd.header(&HeaderName::ContentLength)
+            .map_or(0, |l| l.trim().parse().unwrap_or(0))
+    );
+}
+
+#[test]
+fn provisional_and_final_responses_go_upstream_without_our_via() {
+    let mut h = Harness::new();
+    let fwd = forwarded_invite(&mut h, "z9hG4bKaaa2");
+    h.recv(&reply(&fwd, 180, Some("tb")), B);
+    h.recv(&reply(&fwd, 200, Some("tb")), B);
+    let up = h.take_to(A);
+    assert_eq!(
+        up.iter().filter_map(Message::status).collect::<Vec<_>>(),
+        vec![180, 200]
+    );
+    for resp in &up {
+        let vias = resp.vias().expect("vias");
+        assert_eq!(vias.len(), 1, "our Via removed");
+        assert_eq!(vias[0].branch(), Some("z9hG4bKaaa2"));
+    }
+    // A 2xx retransmission from B is relayed too (RFC 6026).
+    h.recv(&reply(&fwd, 200, Some("tb")), B);
+    assert_eq!(h.statuses_to(A), vec![200]);
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, Event::CallFinal { status: 200, .. }))
+    );
+}
+
+#[test]
+fn retransmitted_invite_is_absorbed_and_answered_with_the_last_response() {
+    let mut h = Harness::new();
+    let fwd = forwarded_invite(&mut h, "z9hG4bKaaa3");
+    h.recv(&reply(&fwd, 180, Some("tb")), B);
+    assert_eq!(h.statuses_to(A), vec![180]);
+    h.recv(&invite("z9hG4bKaaa3"), A);
+    assert!(h.routes.is_empty(), "no second routing question");
+    assert!(h.take_to(B).is_empty(), "nothing new forwarded");
+    assert_eq!(h.statuses_to(A), vec![180], "last provisional sent again");
+}
+
+#[test]
+fn busy_is_relayed_and_acked_hop_by_hop() {
+    let mut h = Harness::new();
+    let fwd = forwarded_invite(&mut h, "z9hG4bKaaa4");
+    h.recv(&reply(&fwd, 486, Some("tb")), B);
+    assert_eq!(h.statuses_to(A), vec![486]);
+    let acks = h.take_to(B);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].method(), Some(&Method::Ack));
+    assert_eq!(
+        acks[0].top_via().and_then(|v| v.branch()),
+        fwd.top_via().and_then(|v| v.branch())
+    );
+    assert_eq!(acks[0].to().tag(), Some("tb"));
+    // Timer G: the 486 is retransmitted to A over UDP until A's ACK.
+    h.advance(Duration::from_millis(500));
+    assert_eq!(h.statuses_to(A), vec![486]);
+    let ack_a = invite("z9hG4bKaaa4")
+        .replacen("INVITE sip:", "ACK sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK");
+    h.recv(&ack_a, A);
+    h.advance(Duration::from_secs(10));
+    assert!(
+        h.statuses_to(A).is_empty(),
+        "ACK stopped the retransmissions"
+    );
+    assert!(
+        h.take_to(B).is_empty(),
+        "A's ACK for a non-2xx is not forwarded"
+    );
+}
+
+#[test]
+fn server_errors_fail_over_and_503_becomes_500() {
+    let mut h = Harness::new();
+    h.recv(&invite("z9hG4bKaaa5"), A);
+    h.statuses_to(A);
+    h.route_to(&[
+        ("sip:+4721345678@198.51.100.7:5070", B, Transport::Udp),
+        ("sip:+4721345678@198.51.100.8:5080", C, Transport::Udp),
+    ]);
+    let at_b = h.take_to(B);
+    h.recv(&reply(&at_b[0], 503, Some("tb")), B);
+    assert!(
+        h.statuses_to(A).is_empty(),
+        "503 is not final while targets remain"
+    );
+    let at_c = h.take_to(C);
+    assert_eq!(at_c.len(), 1, "failover to the second target");
+    assert_ne!(
+        at_c[0].top_via().and_then(|v| v.branch()),
+        at_b[0].top_via().and_then(|v| v.branch()),
+        "a new branch per target"
+    );
+    h.recv(&reply(&at_c[0], 503, Some("tc")), C);
+    let up = h.take_to(A);
+    assert_eq!(
+        up.iter().filter_map(Message::status).collect::<Vec<_>>(),
+        vec![500]
+    );
+}
+
+#[test]
+fn busy_ends_the_search_without_failover() {
+    let mut h = Harness::new();
+    h.recv(&invite("z9hG4bKaaa6"), A);
+    h.route_to(&[
+        ("sip:+4721345678@198.51.100.7:5070", B, Transport::Udp),
+        ("sip:+4721345678@198.51.100.8:5080", C, Transport::Udp),
+    ]);
+    let at_b = h.take_to(B);
+    h.recv(&reply(&at_b[0], 486, Some("tb")), B);
+    assert!(h.take_to(C).is_empty());
+    assert_eq!(h.statuses_to(A), vec![100, 486]);
+}
+
+#[test]
+fn transport_error_fails_over_at_once() {
+    let mut h = Harness::new();
+    h.recv(&invite("z9hG4bKaaa7"), A);
+    h.route_to(&[
+        (
+            "sip:+4721345678@198.51.100.7:5070;transport=tcp",
+            B,
+            Transport::Tcp,
+        ),
+        ("sip:+4721345678@198.51.100.8:5080", C, Transport::Udp),
+    ]);
+    let token = h
+        .sent
+        .iter()
+        .find(|s| s.to == addr(B))
+        .and_then(|s| s.token)
+        .expect("the forward carries a token");
+    assert_eq!(
+        h.sent.iter().find(|s| s.to == addr(B)).map(|s| s.transport),
+        Some(Transport::Tcp)
+    );
+    h.proxy.handle_transport_error(h.now, token);
+    h.drain();
+    assert_eq!(h.take_to(C).len(), 1, "second target tried");
+}
+
+#[test]
+fn silent_udp_target_times_out_after_64_t1_then_fails_over() {
+    let mut h = Harness::new();
+    h.recv(&invite("z9hG4bKaaa8"), A);
+    h.route_to(&[
+        ("sip:+4721345678@198.51.100.7:5070", B, Transport::Udp),
+        ("sip:+4721345678@198.51.100.8:5080", C, Transport::Udp),
+    ]);
+    let start = h.now;
+    // Timer A: retransmissions at 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s.
+    h.advance(Duration::from_millis(31_999));
+    assert_eq!(h.take_to(B).len(), 7, "the INVITE and six retransmissions");
+    assert!(h.take_to(C).is_empty());
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.now - start, Duration::from_secs(32));
+    assert_eq!(h.take_to(C).len(), 1, "Timer B ended the first branch");
+}
+
+#[test]
+fn all_targets_silent_gives_408() {
+    let mut h = Harness::new();
+    h.recv(&invite("z9hG4bKaaa9"), A);
+    h.route_to(&to_b());
+    h.statuses_to(A);
+    h.advance(Duration::from_secs(33));
+    let up = h.statuses_to(A);
+    assert_eq!(up.first(), Some(&408));
+    assert!(
+        up.iter().all(|s| *s == 408),
+        "only the 408 and its Timer G retransmissions: {up:?}"
+    );
+}
+
+#[test]
+fn cancel_while_routing_answers_487_and_forwards_nothing() {
+    let mut h = Harness::new();
+    h.recv(&invite("z9hG4bKab10"), A);
+    h.statuses_to(A);
+    h.recv(&cancel("z9hG4bKab10"), A);
+    let up = h.take_to(A);
+    let mut got: Vec<(u16, Method)> = up
+        .iter()
+        .map(|m| (m.status().unwrap_or(0), m.cseq().method.clone()))
+        .collect();
+    got.sort_by_key(|(s, _)| *s);
+    assert_eq!(got, vec![(200, Method::Cancel), (487, Method::Invite)]);
+    h.route_to(&to_b());
+    assert!(h.take_to(B).is_empty(), "a cancelled call is not forwarded");
+}
+
+#[test]
+fn cancel_after_ringing_cancels_the_branch() {
+    let mut h = Harness::new();
+    let fwd = forwarded_invite(&mut h, "z9hG4bKab11");
+    h.recv(&reply(&fwd, 180, Some("tb")), B);
+    h.statuses_to(A);
+    h.recv(&cancel("z9hG4bKab11"), A);
+    assert_eq!(h.statuses_to(A), vec![200], "CANCEL answered hop by hop");
+    let at_b = h.take_to(B);
+    assert_eq!(at_b.len(), 1);
+    let c = &at_b[0];
+    assert_eq!(c.method(), Some(&Method::Cancel));
+    assert_eq!(
+        c.top_via().and_then(|v| v.branch()),
+        fwd.top_via().and_then(|v| v.branch())
+    );
+    assert_eq!(c.request_uri(), fwd.request_uri());
+    h.recv(&reply(c, 200, Some("tb")), B);
+    h.recv(&reply(&fwd, 487, Some("tb")), B);
+    assert_eq!(h.statuses_to(A), vec![487]);
+}
+
+#[test]
+fn cancel_before_any_provisional_waits_for_one() {
+    let mut h = Harness::new();
+    let fwd = forwarded_invite(&mut h, "z9hG4bKab12");
+    h.recv(&cancel("z9hG4bKab12"), A);
+    assert!(
+        h.take_to(B)
+            .iter()
+            .all(|m| m.method() != Some(&Method::Cancel)),
+        "no CANCEL before a provisional response (RFC 3261 §9.1)"
+    );
+    h.recv(&reply(&fwd, 180, Some("tb")), B);
+    assert!(
+        h.take_to(B)
+            .iter()
+            .any(|m| m.method() == Some(&Method::Cancel))
+    );
+}
+
+#[test]
+fn unknown_cancel_gets_481() {
+    let mut h = Harness::new();
+    h.recv(&cancel("z9hG4bKnothere"), A);
+    assert_eq!(h.statuses_to(A), vec![481]);
+}
+
+#[test]
+fn validation_answers_483_420_416() {
+    let mut h = Harness::new();
+    h.recv(
+        &invite("z9hG4bKab13").replace("Max-Forwards: 70", "Max-Forwards: 0"),
+        A,
+    );
+    assert_eq!(h.statuses_to(A), vec![100, 483]);
+    h.recv(
+        &invite("z9hG4bKab14").replace(
+            "Max-Forwards: 70",
+            "Max-Forwards: 70\r\nProxy-Require: foo, bar",
+        ),
+        A,
+    );
+    let up = h.take_to(A);
+    let last = up.last().expect("a final response");
+    assert_eq!(last.status(), Some(420));
+    assert_eq!(last.header(&HeaderName::Unsupported), Some("foo, bar"));
+    h.recv(
+        &invite("z9hG4bKab15").replace(
+            "INVITE sip:+4721345678@node.example SIP",
+            "INVITE mailto:x@y SIP",
+        ),
+        A,
+    );
+    assert_eq!(h.statuses_to(A), vec![100, 416]);
+    assert!(h.routes.is_empty(), "nothing invalid reaches the router");
+}
+
+#[test]
+fn a_request_that_comes_back_unchanged_is_a_loop() {
+    let mut h = Harness::new();
+    h.recv(&invite("z9hG4bKab16"), A);
+    h.statuses_to(A);
+    // Route it to a target whose Request-URI is the same as received: when it
+    // comes back, every loop-relevant field is unchanged.
+    h.route_to(&[("sip:+4721345678@node.example", B, Transport::Udp)]);
+    let fwd = h.take_to(B).remove(0);
+    let text = String::from_utf8(fwd.as_bytes().to_vec()).expect("utf8");
+    h.recv(&text, B);
+    assert_eq!(h.statuses_to(B), vec![100, 482]);
+}
+
+#[test]
+fn a_spiral_is_not_a_loop() {
+    let mut h = Harness::new();
+    h.recv(&invite("z9hG4bKab17"), A);
+    h.statuses_to(A);
+    h.route_to(&[("sip:+4721999999@node.example", B, Transport::Udp)]);
+    let fwd = h.take_to(B).remove(0);
+    let text = String::from_utf8(fwd.as_bytes().to_vec()).expect("utf8");
+    h.recv(&text, B);
+    assert_eq!(h.statuses_to(B), vec![100]);
+    assert_eq!(h.routes.len(), 1, "the spiral is routed again");
+}
+
+#[test]
+fn options_to_the_node_is_answered_locally() {
+    let mut h = Harness::new();
+    h.recv(
+        "OPTIONS sip:203.0.113.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKopt1\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@a.example>;tag=1\r\nTo: <sip:203.0.113.10>\r\n\
+         Call-ID: opt1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        A,
+    );
+    let up = h.take_to(A);
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].status(), Some(200));
+    assert!(
+        up[0]
+            .header(&HeaderName::Allow)
+            .is_some_and(|a| a.contains("INVITE"))
+    );
+    assert!(h.routes.is_empty());
+}
+
+#[test]
+fn in_dialog_requests_follow_the_route_set() {
+    let mut h = Harness::new();
+    h.recv(
+        "BYE sip:callee@198.51.100.7:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKbye1\r\n\
+         Max-Forwards: 70\r\nRoute: <sip:203.0.113.10:5060;lr>, <sip:edge-b.example;lr>\r\n\
+         From: <sip:+15550100@a.example>;tag=fa\r\nTo: <sip:+4721345678@node.example>;tag=tb\r\n\
+         Call-ID: dialog1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        A,
+    );
+    let (_, req, kind) = h.routes.first().cloned().expect("a routing question");
+    assert_eq!(
+        kind,
+        RouteKind::InDialog {
+            next_hop: "sip:edge-b.example;lr".parse().expect("uri")
+        }
+    );
+    let routes = req.routes().expect("routes");
+    assert_eq!(routes.len(), 1, "our own Route value removed");
+    assert_eq!(routes[0].uri.to_string(), "sip:edge-b.example;lr");
+    h.route_to(&[("sip:callee@198.51.100.7:5070", B, Transport::Udp)]);
+    let at_b = h.take_to(B);
+    assert_eq!(at_b.len(), 1);
+    assert!(
+        at_b[0].record_routes().expect("rr").is_empty(),
+        "no Record-Route on in-dialog requests"
+    );
+    h.recv(&reply(&at_b[0], 200, None), B);
+    assert_eq!(h.statuses_to(A), vec![200]);
+}
+
+#[test]
+fn strict_router_request_uri_is_restored_from_the_last_route() {
+    let mut h = Harness::new();
+    h.recv(
+        "BYE sip:203.0.113.10:5060;lr SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKbye2\r\n\
+         Max-Forwards: 70\r\nRoute: <sip:callee@198.51.100.7:5070>\r\n\
+         From: <sip:+15550100@a.example>;tag=fa\r\nTo: <sip:+4721345678@node.example>;tag=tb\r\n\
+         Call-ID: dialog2\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        A,
+    );
+    let (_, req, kind) = h.routes.first().cloned().expect("a routing question");
+    assert_eq!(
+        req.request_uri().map(ToString::to_string).as_deref(),
+        Some("sip:callee@198.51.100.7:5070")
+    );
+    assert!(req.header(&HeaderName::Route).is_none());
+    assert!(matches!(kind, RouteKind::InDialog { .. }));
+}
+
+#[test]
+fn double_record_route_when_the_transport_changes() {
+    let mut h = Harness::new();
+    h.recv(&invite("z9hG4bKab18"), A);
+    h.route_to(&[(
+        "sip:+4721345678@198.51.100.7:5070;transport=tcp",
+        B,
+        Transport::Tcp,
+    )]);
+    let fwd = h.take_to(B).remove(0);
+    let rr: Vec<String> = fwd
+        .record_routes()
+        .expect("rr")
+        .iter()
+        .map(|r| r.uri.to_string())
+        .collect();
+    assert_eq!(
+        rr,
+        vec![
+            "sip:203.0.113.10:5060;transport=tcp;lr".to_owned(),
+            "sip:203.0.113.10:5060;lr".to_owned()
+        ]
+    );
+    assert_eq!(
+        fwd.top_via().map(|v| v.transport.clone()).as_deref(),
+        Some("TCP")
+    );
+}
+
+#[test]
+fn large_requests_move_to_tcp() {
+    let mut h = Harness::new();
+    let big = invite("z9hG4bKab19").replace(
+        "X-Custom: kept as is",
+        &format!("X-Custom: {}", "x".repeat(1400)),
+    );
+    h.recv(&big, A);
+    h.route_to(&to_b());
+    let sent = h.sent.iter().find(|s| s.to == addr(B)).expect("forwarded");
+    assert_eq!(sent.transport, Transport::Tcp, "RFC 3261 §18.1.1");
+    assert_eq!(
+        sent.msg.top_via().map(|v| v.transport.clone()).as_deref(),
+        Some("TCP")
+    );
+}
+
+#[test]
+fn stray_responses_are_dropped() {
+    let mut h = Harness::new();
+    h.recv(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 203.0.113.10:5060;branch=z9hG4bKnope\r\nVia: SIP/2.0/UDP 255.255.255.255;branch=z9hG4bKx\r\n\
+         From: <sip:a@a.example>;tag=1\r\nTo: <sip:b@b.example>;tag=2\r\nCall-ID: stray\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        B,
+    );
+    assert!(h.sent.is_empty());
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, Event::StrayResponse { status: 200 }))
+    );
+}
+
+#[test]
+fn router_rejection_reaches_the_caller_with_its_headers() {
+    let mut h = Harness::new();
+    h.recv(&invite("z9hG4bKab20"), A);
+    h.statuses_to(A);
+    h.answer_route(RouteDecision::Reject(
+        Rejection::new(503, "Rate Limited").with_header(HeaderName::RetryAfter, "2"),
+    ));
+    let up = h.take_to(A);
+    assert_eq!(up[0].status(), Some(503));
+    assert_eq!(up[0].reason(), Some("Rate Limited"));
+    assert_eq!(up[0].header(&HeaderName::RetryAfter), Some("2"));
+    assert!(
+        up[0].to().tag().is_some(),
+        "a local final response carries a To tag"
+    );
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, Event::Rejected { status: 503, .. }))
+    );
+}
+
+#[test]
+fn timer_c_cancels_a_branch_that_rings_forever() {
+    let mut cfg = config();
+    cfg.timer_c = Duration::from_secs(181);
+    let mut h = Harness::with(cfg);
+    let fwd = forwarded_invite(&mut h, "z9hG4bKab21");
+    h.recv(&reply(&fwd, 180, Some("tb")), B);
+    h.statuses_to(A);
+    h.advance(Duration::from_secs(180));
+    assert!(h.take_to(B).is_empty());
+    h.advance(Duration::from_secs(1));
+    let at_b = h.take_to(B);
+    assert!(
+        at_b.iter().any(|m| m.method() == Some(&Method::Cancel)),
+        "Timer C sent CANCEL"
+    );
+    h.recv(&reply(&fwd, 487, Some("tb")), B);
+    assert_eq!(
+        h.statuses_to(A),
+        vec![408],
+        "the caller sees a timeout, not the 487"
+    );
+}
+
+#[test]
+fn draining_refuses_new_requests_with_retry_after() {
+    let mut h = Harness::new();
+    h.proxy.start_draining();
+    h.recv(&invite("z9hG4bKab22"), A);
+    let up = h.take_to(A);
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].status(), Some(503));
+    assert!(up[0].header(&HeaderName::RetryAfter).is_some());
+    assert!(h.proxy.is_idle());
+}
+
+#[test]
+fn responses_over_udp_go_to_the_via_port_or_rport() {
+    let mut h = Harness::new();
+    // Sent from port 40000, Via says 5060 without rport: reply to 5060.
+    h.recv(&invite("z9hG4bKab23"), "192.0.2.1:40000");
+    assert_eq!(h.statuses_to("192.0.2.1:5060"), vec![100]);
+    // With rport: reply to the source port.
+    h.recv(
+        &invite("z9hG4bKab24").replace(";branch=z9hG4bKab24", ";branch=z9hG4bKab24;rport"),
+        "192.0.2.1:40000",
+    );
+    assert_eq!(h.statuses_to("192.0.2.1:40000"), vec![100]);
+}
+
+#[test]
+fn every_transaction_and_call_ends() {
+    let mut h = Harness::new();
+    for i in 0..20 {
+        let branch = format!("z9hG4bKleak{i}");
+        h.sent.clear();
+        let fwd = forwarded_invite(&mut h, &branch);
+        match i % 4 {
+            0 => {
+                h.recv(&reply(&fwd, 180, Some("tb")), B);
+                h.recv(&reply(&fwd, 200, Some("tb")), B);
+            }
+            1 => h.recv(&reply(&fwd, 486, Some("tb")), B),
+            2 => {
+                h.recv(&reply(&fwd, 180, Some("tb")), B);
+                h.recv(&cancel(&branch), A);
+                h.recv(&reply(&fwd, 487, Some("tb")), B);
+            }
+            _ => {}
+        }
+    }
+    assert!(h.proxy.transaction_count() > 0);
+    h.advance(Duration::from_secs(200));
+    assert_eq!(h.proxy.transaction_count(), 0, "{:?}", h.proxy.describe());
+    assert_eq!(h.proxy.context_count(), 0, "{:?}", h.proxy.describe());
+    assert!(h.proxy.poll_timeout().is_none(), "no timer left");
+}
