@@ -109,6 +109,11 @@ fn uris_parse_and_serialise() {
         "1sip:host",
         "nocolon",
         "sip:host?noequals",
+        "sip:host..",
+        "sip:a..b",
+        "sip:-a.b",
+        "sip:a.b-",
+        "sip:a.1b",
     ] {
         assert!(Uri::parse(bad).is_err(), "{bad}");
     }

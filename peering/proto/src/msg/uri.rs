@@ -107,7 +107,7 @@ fn is_hostname(s: &str) -> bool {
         }
         prev = c;
     }
-    prev != b'-' && b[label_start].is_ascii_alphabetic()
+    prev != b'-' && prev != b'.' && b.get(label_start).is_some_and(u8::is_ascii_alphabetic)
 }
 
 impl fmt::Display for Host {
