@@ -42,7 +42,9 @@ mod error;
 mod migrate;
 mod postgres;
 mod sql;
+mod sync;
 pub mod testing;
+mod watch;
 
 pub use embedded::EmbeddedStore;
 pub use error::{Error, Result};
@@ -50,6 +52,10 @@ pub use migrate::{
     BOOKKEEPING, Dialect, MIGRATIONS, Migration, MigrationReport, latest_version, translate,
 };
 pub use postgres::PgStore;
+pub use sync::{
+    FederationApply, apply_federation, parse_federation, sync_usage, to_peer_usage, to_rate_usage,
+};
+pub use watch::{RegistryWatcher, SyncStatus};
 
 /// A boxed, sendable future: what [`Store`] methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -8,14 +8,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use peering_policy::Registry;
 use peering_policy::federation::{FederationFile, diff};
+use peering_policy::ratelimit::Limiter;
 use peering_policy::{
     AddressBan, Agreement, Attestation, Change, HeaderRules, Limits, ListEntry, ListKind,
     MemberInfo, NumberRange, Snapshot,
 };
 use peering_store::{
-    CallRecord, EmbeddedStore, EnumEntry, Error, Notification, PgStore, RateUsage, Store,
-    latest_version, testing::test_postgres,
+    CallRecord, EmbeddedStore, EnumEntry, Error, Notification, PgStore, RateUsage, RegistryWatcher,
+    Store, apply_federation, latest_version, parse_federation, sync_usage, testing::test_postgres,
 };
 
 /// A way to write to the database behind the store's back.
@@ -71,6 +73,8 @@ cases!(
     writes_are_announced,
     outside_writes_are_announced,
     federation_file_round_trip,
+    watcher_follows_outside_changes,
+    limiters_share_through_the_store,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -512,9 +516,78 @@ async fn federation_file_round_trip(store: Arc<dyn Store>, _raw: Raw) {
     let current = store.load_snapshot().await.unwrap();
     let changes = diff(&current, &desired);
     assert!(!changes.is_empty());
-    store.apply(changes).await.unwrap();
+    let dry = apply_federation(&*store, &desired, true).await.unwrap();
+    assert_eq!(dry.changes, changes);
+    assert!(!dry.applied);
+    let mut unchanged = store.load_snapshot().await.unwrap();
+    unchanged.version = current.version;
+    assert_eq!(unchanged, current);
+    let done = apply_federation(&*store, &parse_federation(FEDERATION).unwrap(), false)
+        .await
+        .unwrap();
+    assert!(done.applied);
     let mut after = store.load_snapshot().await.unwrap();
     after.version = 0;
     assert_eq!(after, desired);
     assert!(diff(&after, &desired).is_empty());
+}
+
+async fn watcher_follows_outside_changes(store: Arc<dyn Store>, raw: Raw) {
+    let watcher = RegistryWatcher::start(Arc::clone(&store), Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert!(watcher.current().members().is_empty());
+    let mut rx = watcher.subscribe();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    raw.execute("INSERT INTO members (name, display_name, enabled) VALUES ('y', 'Y', TRUE)")
+        .await;
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            rx.changed().await.unwrap();
+            if rx.borrow().member_index("y").is_some() {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("registry reloaded within 5 s");
+    let status = watcher.status();
+    assert!(status.healthy);
+    assert_eq!(status.version, watcher.current().version());
+    assert!(status.reloads >= 1);
+}
+
+async fn limiters_share_through_the_store(store: Arc<dyn Store>, _raw: Raw) {
+    store
+        .apply(
+            parse_federation(FEDERATION)
+                .map(|d| diff(&Snapshot::default(), &d))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let registry = Registry::new(store.load_snapshot().await.unwrap());
+    let now = tokio::time::Instant::now().into_std();
+    let busy = std::sync::Mutex::new(Limiter::new(now));
+    let idle = std::sync::Mutex::new(Limiter::new(now));
+    busy.lock().unwrap().set_limits(&registry, now);
+    idle.lock().unwrap().set_limits(&registry, now);
+    let src = "127.0.0.2".parse().unwrap();
+    for i in 0..30u64 {
+        let t = now + Duration::from_millis(i * 10);
+        let mut l = busy.lock().unwrap();
+        if let Ok(slot) = l.try_admit("a", src, t) {
+            l.release(slot);
+        }
+    }
+    let horizon = Duration::from_secs(5);
+    sync_usage(&*store, "busy", &busy, horizon).await.unwrap();
+    let rows = sync_usage(&*store, "idle", &idle, horizon).await.unwrap();
+    assert_eq!(rows, 2);
+    sync_usage(&*store, "busy", &busy, horizon).await.unwrap();
+    let busy_rate = busy.lock().unwrap().local_rate("a").unwrap();
+    let idle_rate = idle.lock().unwrap().local_rate("a").unwrap();
+    assert!(idle_rate < 2.0, "idle node's share {idle_rate}");
+    assert!(busy_rate > 18.0, "busy node's share {busy_rate}");
+    assert!(busy_rate + idle_rate <= 20.5);
 }
