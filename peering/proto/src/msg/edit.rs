@@ -1,6 +1,7 @@
 //! Building outgoing messages from received ones.
 
 use std::fmt::Write as _;
+use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -14,9 +15,9 @@ use crate::error::ParseError;
 enum Entry {
     /// A field of the original message, copied byte for byte.
     Orig(usize),
-    /// An original field whose leading values were removed: name as
-    /// received, then the value from this absolute offset to the field's end.
-    Trimmed { idx: usize, from: usize },
+    /// An original field with some of its values removed: the name as
+    /// received, then these bytes of the original value (absolute range).
+    Slice { idx: usize, range: Range<usize> },
     /// A new field.
     New { name: HeaderName, value: String },
 }
@@ -46,7 +47,7 @@ impl Message {
 impl Editor {
     fn name_of<'a>(&'a self, e: &'a Entry) -> &'a HeaderName {
         match e {
-            Entry::Orig(i) | Entry::Trimmed { idx: i, .. } => &self.msg.p.fields[*i].name,
+            Entry::Orig(i) | Entry::Slice { idx: i, .. } => &self.msg.p.fields[*i].name,
             Entry::New { name, .. } => name,
         }
     }
@@ -54,9 +55,7 @@ impl Editor {
     fn value_of<'a>(&'a self, e: &'a Entry) -> &'a str {
         match e {
             Entry::Orig(i) => self.msg.str_at(self.msg.p.fields[*i].value.clone()),
-            Entry::Trimmed { idx, from } => {
-                self.msg.str_at(*from..self.msg.p.fields[*idx].value.end)
-            }
+            Entry::Slice { range, .. } => self.msg.str_at(range.clone()),
             Entry::New { value, .. } => value,
         }
     }
@@ -107,34 +106,76 @@ impl Editor {
     /// Removes the first value of a header (top Via, top Route), also when it
     /// shares a field line with other comma-separated values.
     pub fn remove_first_value(&mut self, name: &HeaderName) -> &mut Self {
-        let Some(pos) = self.entries.iter().position(|e| self.name_of(e) == name) else {
-            return self;
-        };
-        let entry = self.entries[pos].clone();
-        let value = self.value_of(&entry);
-        let mut items = split_list(value).filter(|(a, e)| a < e);
-        let _first = items.next();
-        let rest = items.next().map(|(a, _)| a);
-        match (rest, entry) {
-            (None, _) => {
-                self.entries.remove(pos);
-            }
-            (Some(a), Entry::Orig(idx)) => {
-                let from = self.msg.p.fields[idx].value.start + a;
-                self.entries[pos] = Entry::Trimmed { idx, from };
-            }
-            (Some(a), Entry::Trimmed { idx, from }) => {
-                self.entries[pos] = Entry::Trimmed {
-                    idx,
-                    from: from + a,
-                };
-            }
-            (Some(a), Entry::New { name, value }) => {
-                let value = value[a..].to_owned();
-                self.entries[pos] = Entry::New { name, value };
-            }
+        if let Some(pos) = self.entries.iter().position(|e| self.name_of(e) == name) {
+            self.drop_value(pos, true);
         }
         self
+    }
+
+    /// Removes the last value of a header (the last Route, for strict
+    /// routing, RFC 3261 §16.6 step 6), also when it shares a line.
+    pub fn remove_last_value(&mut self, name: &HeaderName) -> &mut Self {
+        if let Some(pos) = self.entries.iter().rposition(|e| self.name_of(e) == name) {
+            self.drop_value(pos, false);
+        }
+        self
+    }
+
+    /// Replaces the first value of a header, keeping the other values of its
+    /// line: e.g. the top Via rewritten with `received`/`rport` (RFC 3581).
+    /// Appends a field when there is none.
+    pub fn set_first_value(&mut self, name: HeaderName, value: &str) -> &mut Self {
+        let Some(pos) = self.entries.iter().position(|e| self.name_of(e) == &name) else {
+            self.entries.push(Entry::New {
+                name,
+                value: value.to_owned(),
+            });
+            return self;
+        };
+        self.drop_value(pos, true);
+        self.entries.insert(
+            pos,
+            Entry::New {
+                name,
+                value: value.to_owned(),
+            },
+        );
+        self
+    }
+
+    /// Drops the first (or last) comma-separated value of entry `pos`, and
+    /// the entry itself when that was its only value.
+    fn drop_value(&mut self, pos: usize, first: bool) {
+        let entry = self.entries[pos].clone();
+        let value = self.value_of(&entry);
+        let items: Vec<(usize, usize)> = split_list(value).filter(|(a, e)| a < e).collect();
+        if items.len() <= 1 {
+            self.entries.remove(pos);
+            return;
+        }
+        // The kept values, relative to `value`.
+        let (keep_start, keep_end) = if first {
+            (items[1].0, value.len())
+        } else {
+            (0, items[items.len() - 2].1)
+        };
+        self.entries[pos] = match entry {
+            Entry::Orig(idx) => {
+                let base = self.msg.p.fields[idx].value.start;
+                Entry::Slice {
+                    idx,
+                    range: base + keep_start..base + keep_end,
+                }
+            }
+            Entry::Slice { idx, range } => Entry::Slice {
+                idx,
+                range: range.start + keep_start..range.start + keep_end,
+            },
+            Entry::New { name, value } => Entry::New {
+                name,
+                value: value[keep_start..keep_end].to_owned(),
+            },
+        };
     }
 
     /// Removes every field of that name.
@@ -241,11 +282,10 @@ impl Editor {
             }
             match e {
                 Entry::Orig(i) => out.put_slice(&m.buf[m.p.fields[*i].line.clone()]),
-                Entry::Trimmed { idx, from } => {
-                    let f = &m.p.fields[*idx];
-                    out.put_slice(&m.buf[f.name_range.clone()]);
+                Entry::Slice { idx, range } => {
+                    out.put_slice(&m.buf[m.p.fields[*idx].name_range.clone()]);
                     out.put_slice(b": ");
-                    out.put_slice(&m.buf[*from..f.line.end]);
+                    out.put_slice(&m.buf[range.clone()]);
                 }
                 Entry::New { name, value } => {
                     out.put_slice(name.as_str().as_bytes());

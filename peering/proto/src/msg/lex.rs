@@ -150,7 +150,9 @@ pub(crate) fn skip_quoted(s: &[u8], i: usize) -> Option<usize> {
 
 /// Validates `%` escapes: each `%` must be followed by two hex digits.
 pub(crate) fn escapes_ok(s: &[u8]) -> bool {
-    let mut i = 0;
+    let Some(mut i) = memchr::memchr(b'%', s) else {
+        return true;
+    };
     while i < s.len() {
         if s[i] == b'%' {
             match (s.get(i + 1), s.get(i + 2)) {

@@ -406,6 +406,65 @@ fn proxy_edit_round_trip() {
 }
 
 #[test]
+fn editor_value_surgery() {
+    let m = msg(INVITE);
+    // Strict routing: the last Route value goes, wherever it is.
+    let f = Message::parse(
+        m.edit()
+            .remove_last_value(&HeaderName::Route)
+            .remove_last_value(&HeaderName::Route)
+            .finish(),
+    )
+    .unwrap();
+    let routes: Vec<String> = f
+        .routes()
+        .unwrap()
+        .iter()
+        .map(|r| r.uri.to_string())
+        .collect();
+    assert_eq!(routes, ["sip:p1.example.net;lr"]);
+    assert!(
+        std::str::from_utf8(f.as_bytes())
+            .unwrap()
+            .contains("\r\nRoute: <sip:p1.example.net;lr>\r\n")
+    );
+    // received/rport on the top Via of a combined line (RFC 3581).
+    let mut top = m.top_via().unwrap().clone();
+    top.set_param("received", Some("198.51.100.7"));
+    top.set_param("rport", Some("5071"));
+    let f = Message::parse(
+        m.edit()
+            .set_first_value(HeaderName::Via, &top.to_string())
+            .finish(),
+    )
+    .unwrap();
+    let vias = f.vias().unwrap();
+    assert_eq!(vias.len(), 2);
+    assert_eq!(vias[0].received(), Some("198.51.100.7"));
+    assert_eq!(vias[0].rport(), Some(Some(5071)));
+    assert_eq!(vias[1], m.vias().unwrap()[1]);
+    assert!(f.as_bytes().starts_with(b"INVITE sip:bob@biloxi.example.com SIP/2.0\r\nVia: SIP/2.0/UDP pc33.atlanta.example.com;branch=z9hG4bK776asdhds;received=198.51.100.7;rport=5071\r\nVia: SIP/2.0/TCP 192.0.2.7:5070"));
+    // First and last removals compose on one line.
+    let f = Message::parse(
+        m.edit()
+            .remove_first_value(&HeaderName::Route)
+            .remove_first_value(&HeaderName::Route)
+            .remove_last_value(&HeaderName::Route)
+            .append_header(HeaderName::Route, "<sip:a.example;lr>, <sip:b.example;lr>")
+            .remove_last_value(&HeaderName::Route)
+            .finish(),
+    )
+    .unwrap();
+    let routes: Vec<String> = f
+        .routes()
+        .unwrap()
+        .iter()
+        .map(|r| r.uri.to_string())
+        .collect();
+    assert_eq!(routes, ["sip:a.example;lr"]);
+}
+
+#[test]
 fn editor_headers_and_body() {
     let m = msg(INVITE);
     let out = m
