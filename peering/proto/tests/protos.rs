@@ -46,7 +46,8 @@ fn invite_template(raw: &[u8]) -> &[u8] {
     &raw[sp + 1..sp + 1 + n]
 }
 
-/// Substitutes the run-time placeholders the way `render_protos.py` does.
+/// Substitutes the run-time placeholders the way `render_protos.py` does,
+/// in one pass.
 fn render(tpl: &[u8], num: usize) -> Vec<u8> {
     let reps: [(&[u8], Vec<u8>); 9] = [
         (b"<To>", b"bob@127.0.0.1:5060".to_vec()),
@@ -59,26 +60,30 @@ fn render(tpl: &[u8], num: usize) -> Vec<u8> {
         (b"<CSeq>", b"1".to_vec()),
         (b"<Teardown-Method>", b"CANCEL".to_vec()),
     ];
-    let mut out = tpl.to_vec();
-    for (from, to) in &reps {
-        out = replace(&out, from, to);
-    }
-    if memchr::memmem::find(&out, b"<Content-Length>").is_some() {
-        let body = memchr::memmem::find(&out, b"\r\n\r\n").map_or(0, |i| out.len() - (i + 4));
-        out = replace(&out, b"<Content-Length>", body.to_string().as_bytes());
-    }
-    out
-}
-
-fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut rest = hay;
-    while let Some(i) = memchr::memmem::find(rest, from) {
+    let mut out = Vec::with_capacity(tpl.len() + 64);
+    let mut content_length_at = None;
+    let mut rest = tpl;
+    while let Some(i) = memchr::memchr(b'<', rest) {
         out.extend_from_slice(&rest[..i]);
-        out.extend_from_slice(to);
-        rest = &rest[i + from.len()..];
+        rest = &rest[i..];
+        if let Some((from, to)) = reps.iter().find(|(from, _)| rest.starts_with(from)) {
+            out.extend_from_slice(to);
+            rest = &rest[from.len()..];
+        } else if rest.starts_with(b"<Content-Length>") {
+            content_length_at = Some(out.len());
+            rest = &rest[b"<Content-Length>".len()..];
+        } else {
+            out.push(b'<');
+            rest = &rest[1..];
+        }
     }
     out.extend_from_slice(rest);
+    if let Some(at) = content_length_at {
+        // Octets after the first CRLFCRLF, as the jar computes them.
+        let body = memchr::memmem::find(&out, b"\r\n\r\n").map_or(0, |i| out.len() - (i + 4));
+        let body = body.to_string();
+        out.splice(at..at, body.bytes());
+    }
     out
 }
 
