@@ -27,6 +27,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod enum_routing;
 pub mod env;
 pub mod metrics;
 pub mod node;

@@ -26,8 +26,9 @@ use tracing::{debug, info, warn};
 
 use crate::admin;
 use crate::config::{Config, TransportKind};
+use crate::enum_routing::EnumRouter;
 use crate::metrics::Metrics;
-use crate::router::{RouteRequest, Router, StaticRouter};
+use crate::router::{FirstMatch, Pipeline, RouteRequest, Router, Screen, StaticRouter};
 use crate::tls;
 use crate::transport::{Bound, Input, ListenSpec, StreamSettings, Transports};
 
@@ -79,9 +80,25 @@ fn transport_of(kind: TransportKind) -> Transport {
     }
 }
 
-/// Starts a node with the static router of its configuration.
+/// Builds the routing seam a configuration describes: the screens
+/// (authentication, Identity, policy) in front of the destinations (the
+/// static table first, then ENUM).
+pub fn build_router(config: &Config) -> anyhow::Result<Arc<dyn Router>> {
+    let screens: Vec<Arc<dyn Screen>> = Vec::new();
+    let mut destinations: Vec<Arc<dyn Router>> = vec![Arc::new(StaticRouter::new(&config.routes))];
+    if let Some(section) = &config.enum_routing {
+        let router = EnumRouter::new(section).context("setting up the ENUM resolver")?;
+        destinations.push(Arc::new(router));
+    }
+    Ok(Arc::new(Pipeline::new(
+        screens,
+        Arc::new(FirstMatch(destinations)),
+    )))
+}
+
+/// Starts a node with the routing its configuration describes.
 pub async fn start(config: Config) -> anyhow::Result<NodeHandle> {
-    let router = Arc::new(StaticRouter::new(&config.routes));
+    let router = build_router(&config)?;
     start_with_router(config, router).await
 }
 
@@ -262,7 +279,7 @@ async fn core_loop(
             transports.send(transmit);
         }
         while let Some(event) = proxy.poll_event() {
-            handle_event(event, &router, &route_tx, &metrics);
+            handle_event(event, &router, &route_tx, &metrics, &transports);
         }
         metrics
             .transactions
@@ -289,6 +306,7 @@ fn handle_event(
     router: &Arc<dyn Router>,
     route_tx: &mpsc::UnboundedSender<(RouteId, RouteDecision)>,
     metrics: &Metrics,
+    transports: &Transports,
 ) {
     match event {
         Event::Route {
@@ -299,12 +317,14 @@ fn handle_event(
         } => {
             let router = router.clone();
             let tx = route_tx.clone();
+            let peer_certificates = flow.conn.and_then(|c| transports.peer_certificates(c));
             tokio::spawn(async move {
                 let decision = router
                     .route(RouteRequest {
                         request,
                         flow,
                         kind,
+                        peer_certificates,
                     })
                     .await;
                 let _ = tx.send((id, decision));

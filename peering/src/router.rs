@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use peering_proto::msg::{HeaderName, Host, Message, Uri};
 use peering_proto::proxy::{Flow, Rejection, RouteDecision, RouteKind, Target, Transport};
@@ -26,12 +27,115 @@ pub struct RouteRequest {
     pub flow: Flow,
     /// Initial or in-dialog (with the next hop fixed).
     pub kind: RouteKind,
+    /// For TLS: the certificate chain the peer presented (leaf first).
+    pub peer_certificates: Option<crate::transport::PeerCertificates>,
 }
 
 /// Decides where requests go.
 pub trait Router: Send + Sync + 'static {
     /// Answers one routing question.
     fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision>;
+}
+
+/// What the screens learned about a call before it is routed: attached to
+/// the decision (headers to add or remove) and to logs and CDRs.
+#[derive(Debug, Clone, Default)]
+pub struct CallInfo {
+    /// The federation member that sent the call, once authenticated.
+    pub member: Option<String>,
+    /// A short description of the Identity verification (standard,
+    /// outcome, attestation), for logs and CDRs.
+    pub identity: Option<String>,
+    /// Headers to remove from the forwarded request.
+    pub remove_headers: Vec<HeaderName>,
+    /// Headers to add to the forwarded request.
+    pub add_headers: Vec<(HeaderName, String)>,
+}
+
+/// A check that runs before the destination is looked up: authentication,
+/// Identity, policy. It may refuse the request or annotate it.
+pub trait Screen: Send + Sync + 'static {
+    /// Screens one request; `Err` is the response to send.
+    fn screen<'a>(
+        &'a self,
+        request: &'a RouteRequest,
+        info: &'a mut CallInfo,
+    ) -> BoxFuture<'a, Result<(), Rejection>>;
+}
+
+/// Screens in order, then a destination router; the screens' header changes
+/// are merged into the forwarding decision.
+pub struct Pipeline {
+    screens: Vec<Arc<dyn Screen>>,
+    destination: Arc<dyn Router>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("screens", &self.screens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline of `screens` in front of `destination`.
+    pub fn new(screens: Vec<Arc<dyn Screen>>, destination: Arc<dyn Router>) -> Self {
+        Self {
+            screens,
+            destination,
+        }
+    }
+}
+
+impl Router for Pipeline {
+    fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision> {
+        Box::pin(async move {
+            let mut info = CallInfo::default();
+            for screen in &self.screens {
+                if let Err(rejection) = screen.screen(&request, &mut info).await {
+                    return RouteDecision::Reject(rejection);
+                }
+            }
+            match self.destination.route(request).await {
+                RouteDecision::Forward {
+                    targets,
+                    mut remove_headers,
+                    mut add_headers,
+                } => {
+                    remove_headers.extend(info.remove_headers);
+                    add_headers.extend(info.add_headers);
+                    RouteDecision::Forward {
+                        targets,
+                        remove_headers,
+                        add_headers,
+                    }
+                }
+                reject => reject,
+            }
+        })
+    }
+}
+
+/// Tries routers in order: the first that does not answer 404 decides. The
+/// static table goes first (explicit entries win), then ENUM.
+pub struct FirstMatch(pub Vec<Arc<dyn Router>>);
+
+impl Router for FirstMatch {
+    fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision> {
+        Box::pin(async move {
+            let mut last = RouteDecision::Reject(Rejection::new(404, "No Route To Destination"));
+            for router in &self.0 {
+                match router.route(request.clone()).await {
+                    RouteDecision::Reject(r) if r.status == 404 => {
+                        last = RouteDecision::Reject(r);
+                    }
+                    decision => return decision,
+                }
+            }
+            last
+        })
+    }
 }
 
 /// The static routing table of the configuration (`[[route]]`).

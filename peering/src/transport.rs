@@ -18,6 +18,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use peering_proto::msg::{self, Frame, Message, StreamDecoder};
 use peering_proto::proxy::{ConnId, Flow, Transmit, TransmitToken, Transport};
+use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
@@ -53,11 +54,15 @@ struct UdpEndpoint {
     socket: Arc<UdpSocket>,
 }
 
+/// The certificate chain a TLS peer presented (leaf first).
+pub type PeerCertificates = Arc<Vec<CertificateDer<'static>>>;
+
 #[derive(Debug)]
 struct ConnEntry {
     tx: mpsc::Sender<Bytes>,
     transport: Transport,
     remote: SocketAddr,
+    peer_certificates: Option<PeerCertificates>,
 }
 
 #[derive(Debug, Default)]
@@ -301,8 +306,9 @@ impl Transports {
             tokio::spawn(async move {
                 match acceptor {
                     None => {
-                        this.run_stream(transport, stream, local, remote, None)
-                            .await
+                        let registered = this.register(transport, remote, None);
+                        this.run_stream(transport, stream, local, remote, registered)
+                            .await;
                     }
                     Some(acceptor) => {
                         let handshake = tokio::time::timeout(
@@ -312,7 +318,12 @@ impl Transports {
                         .await;
                         match handshake {
                             Ok(Ok(tls)) => {
-                                this.run_stream(transport, tls, local, remote, None).await
+                                let certs = tls.get_ref().1.peer_certificates().map(|c| {
+                                    Arc::new(c.iter().map(|d| d.clone().into_owned()).collect())
+                                });
+                                let registered = this.register(transport, remote, certs);
+                                this.run_stream(transport, tls, local, remote, registered)
+                                    .await;
                             }
                             Ok(Err(e)) => {
                                 this.metrics
@@ -338,6 +349,7 @@ impl Transports {
         &self,
         transport: Transport,
         remote: SocketAddr,
+        peer_certificates: Option<PeerCertificates>,
     ) -> (ConnId, mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(256);
@@ -348,6 +360,7 @@ impl Transports {
                 tx: tx.clone(),
                 transport,
                 remote,
+                peer_certificates,
             },
         );
         table.by_peer.insert((transport, remote), id);
@@ -371,17 +384,14 @@ impl Transports {
         stream: S,
         local: SocketAddr,
         remote: SocketAddr,
-        registered: Option<(ConnId, mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>)>,
+        registered: (ConnId, mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>),
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         // One queue per connection: the core's sends (through the table)
         // and this task's own replies (`local_tx`) share it, so the writer
         // drains everything queued before it closes.
-        let (id, local_tx, mut rx) = match registered {
-            Some(r) => r,
-            None => self.register(transport, remote),
-        };
+        let (id, local_tx, mut rx) = registered;
         self.metrics
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
@@ -561,7 +571,7 @@ impl Transports {
             self.fail(transmit.token);
             return;
         }
-        let (id, tx, rx) = self.register(transmit.transport, transmit.remote);
+        let (id, tx, rx) = self.register(transmit.transport, transmit.remote, None);
         let _ = tx.try_send(transmit.bytes.clone());
         let this = self.clone();
         tokio::spawn(async move {
@@ -595,12 +605,13 @@ impl Transports {
                         tokio::time::timeout(timeout, connector.connect(server_name, stream)).await;
                     match handshake {
                         Ok(Ok(tls)) => {
+                            this.set_peer_certificates(id, tls.get_ref().1.peer_certificates());
                             this.run_stream(
                                 Transport::Tls,
                                 tls,
                                 local,
                                 transmit.remote,
-                                Some((id, tx, rx)),
+                                (id, tx, rx),
                             )
                             .await;
                         }
@@ -614,17 +625,26 @@ impl Transports {
                     }
                 }
                 _ => {
-                    this.run_stream(
-                        Transport::Tcp,
-                        stream,
-                        local,
-                        transmit.remote,
-                        Some((id, tx, rx)),
-                    )
-                    .await;
+                    this.run_stream(Transport::Tcp, stream, local, transmit.remote, (id, tx, rx))
+                        .await;
                 }
             }
         });
+    }
+
+    fn set_peer_certificates(&self, id: ConnId, certs: Option<&[CertificateDer<'_>]>) {
+        let certs: Option<PeerCertificates> =
+            certs.map(|c| Arc::new(c.iter().map(|d| d.clone().into_owned()).collect()));
+        let mut table = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = table.by_id.get_mut(&id) {
+            entry.peer_certificates = certs;
+        }
+    }
+
+    /// The certificate chain the TLS peer of connection `id` presented.
+    pub fn peer_certificates(&self, id: ConnId) -> Option<PeerCertificates> {
+        let table = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        table.by_id.get(&id)?.peer_certificates.clone()
     }
 
     /// Open stream connections (for tests and metrics).

@@ -59,6 +59,9 @@ pub struct Config {
     /// `[timers]`: RFC 3261 timer base values.
     #[serde(default)]
     pub timers: TimersSection,
+    /// `[enum]`: ENUM routing of telephone numbers.
+    #[serde(default, rename = "enum")]
+    pub enum_routing: Option<crate::enum_routing::EnumSection>,
     /// `[[route]]`: the static routing table.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteEntry>,
