@@ -29,6 +29,7 @@ struct Cluster {
     bin: PathBuf,
     dir: tempfile::TempDir,
     as_postgres: bool,
+    port: u16,
 }
 
 impl TestPostgres {
@@ -59,6 +60,28 @@ impl TestPostgres {
     /// True when this value started (and will stop) its own cluster.
     pub fn is_ephemeral(&self) -> bool {
         self.cluster.is_some()
+    }
+
+    /// Stops the ephemeral cluster (fast shutdown: connections are cut), to
+    /// test behaviour while the database is down. No-op for an external URL.
+    pub fn stop(&self) -> Result<()> {
+        let Some(c) = &self.cluster else {
+            return Ok(());
+        };
+        let mut stop = c.command("pg_ctl");
+        stop.arg("-D")
+            .arg(c.dir.path().join("data"))
+            .args(["-m", "fast", "-w", "stop"]);
+        run("pg_ctl stop", stop)
+    }
+
+    /// Starts the ephemeral cluster again on the same port, after
+    /// [`Self::stop`]. No-op for an external URL.
+    pub fn start(&self) -> Result<()> {
+        match &self.cluster {
+            Some(c) => c.start(c.port),
+            None => Ok(()),
+        }
     }
 }
 
@@ -99,6 +122,19 @@ impl Drop for TestPostgres {
 }
 
 impl Cluster {
+    fn start(&self, port: u16) -> Result<()> {
+        let mut start = self.command("pg_ctl");
+        start
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("log"))
+            .arg("-o")
+            .arg(server_options(self.dir.path(), port))
+            .args(["-w", "-t", "30", "start"]);
+        run("pg_ctl start", start)
+    }
+
     fn command(&self, tool: &str) -> Command {
         let exe = self.bin.join(tool);
         if self.as_postgres {
@@ -186,10 +222,11 @@ pub fn test_postgres() -> Result<TestPostgres> {
         chown.arg("postgres:").arg(dir.path());
         run("chown the cluster directory to postgres", chown)?;
     }
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         bin,
         dir,
         as_postgres,
+        port: 0,
     };
     let data = cluster.dir.path().join("data");
     let mut initdb = cluster.command("initdb");
@@ -205,17 +242,9 @@ pub fn test_postgres() -> Result<TestPostgres> {
     };
     for _ in 0..3 {
         let port = free_port()?;
-        let mut start = cluster.command("pg_ctl");
-        start
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(cluster.dir.path().join("log"))
-            .arg("-o")
-            .arg(server_options(cluster.dir.path(), port))
-            .args(["-w", "-t", "30", "start"]);
-        match run("pg_ctl start", start) {
+        match cluster.start(port) {
             Ok(()) => {
+                cluster.port = port;
                 return Ok(TestPostgres {
                     url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
                     cluster: Some(cluster),

@@ -593,3 +593,85 @@ async fn limiters_share_through_the_store(store: Arc<dyn Store>, _raw: Raw) {
     assert!(busy_rate > 18.0, "busy node's share {busy_rate}");
     assert!(busy_rate + idle_rate <= 20.5);
 }
+
+/// PostgreSQL goes away: the watcher keeps the cached registry and reports
+/// the outage; when PostgreSQL returns, a change made after the restart is
+/// picked up and the watcher is healthy again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_keeps_cached_registry() {
+    let pg = Arc::new(
+        tokio::task::spawn_blocking(test_postgres)
+            .await
+            .unwrap()
+            .expect("PostgreSQL for tests"),
+    );
+    if !pg.is_ephemeral() {
+        eprintln!("external database: the outage test needs an ephemeral cluster");
+        return;
+    }
+    let url = pg.fresh_database("peering_outage").await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    store.migrate().await.unwrap();
+    store
+        .apply(diff(
+            &Snapshot::default(),
+            &parse_federation(FEDERATION).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let watcher = RegistryWatcher::start(Arc::clone(&store), Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(watcher.status().healthy);
+
+    let stopper = Arc::clone(&pg);
+    tokio::task::spawn_blocking(move || stopper.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    let down = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let s = watcher.status();
+            if !s.healthy {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("outage noticed");
+    assert!(!down.healthy);
+    // Policy keeps working from the cached copy.
+    assert!(watcher.current().member_index("a").is_some());
+    assert!(store.load_snapshot().await.unwrap_err().is_unavailable());
+
+    let starter = Arc::clone(&pg);
+    tokio::task::spawn_blocking(move || starter.start())
+        .await
+        .unwrap()
+        .unwrap();
+    // Writes work again once the pool reconnects.
+    let write = async {
+        loop {
+            let r = store.apply(vec![Change::CreateMember(info("late"))]).await;
+            if r.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), write)
+        .await
+        .expect("store usable after restart");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let s = watcher.status();
+            if s.healthy && watcher.current().member_index("late").is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("watcher recovered and reloaded");
+}
