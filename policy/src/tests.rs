@@ -793,3 +793,37 @@ fn header_rules() {
     assert_eq!(keep, vec![("To", "<sip:b>")]);
     assert_eq!(hide, vec![("Via", "SIP/2.0/UDP a")]);
 }
+
+#[test]
+fn example_federation_file() {
+    let text = include_str!("../testdata/federation.toml");
+    let reg = Registry::new(FederationFile::parse(text).unwrap().to_snapshot().unwrap());
+    let ok = evaluate(&call("127.0.0.2", "15550101234", "4721345678"), &reg, now()).unwrap();
+    assert_eq!(ok.from, "a");
+    assert_eq!(
+        ok.targets[0].sip_target.as_deref(),
+        Some("sip:127.0.0.1:5090")
+    );
+    assert_eq!(
+        evaluate(&call("127.0.0.1", "4721345678", "15550101234"), &reg, now()).unwrap_err(),
+        Rejection::UnknownSource
+    );
+    assert_eq!(
+        evaluate(
+            &call("127.0.0.2", "15550101234", "15550109999"),
+            &reg,
+            now()
+        )
+        .unwrap_err(),
+        Rejection::NoAgreement {
+            from: "a".into(),
+            to: "a".into()
+        }
+    );
+    assert_eq!(
+        evaluate(&call("127.0.0.2", "15550101234", "3312345678"), &reg, now()).unwrap_err(),
+        Rejection::UnknownDestination
+    );
+    let a = reg.member_index("a").unwrap();
+    assert_eq!(reg.members()[a].limits.cps, Some(20));
+}
