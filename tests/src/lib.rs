@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod kamailio;
+pub mod knot;
 pub mod pki;
 pub mod tools;
 pub mod ua;

@@ -103,3 +103,20 @@ fn ipv6_listeners_parse() {
         Some("sip.example.net")
     );
 }
+
+#[test]
+fn enum_example_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/enum.toml");
+    let config = Config::load(&path).expect("examples/enum.toml loads");
+    let section = config.enum_routing.expect("[enum] section");
+    assert_eq!(section.server, SocketAddr::from(([127, 0, 0, 1], 5353)));
+    assert_eq!(section.suffixes, vec!["e164.arpa"]);
+    assert!(config.routes.is_empty(), "routing is by ENUM only");
+    assert!(
+        config
+            .sip
+            .listen
+            .iter()
+            .any(|l| l.address == SocketAddr::from(([127, 0, 0, 1], 5060)))
+    );
+}

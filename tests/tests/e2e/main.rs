@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary, one module per area, real peers started by
 //! the harness in `peering-tests`.
 
+mod enum_routing;
 mod relay;
 mod torture;
