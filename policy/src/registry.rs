@@ -250,8 +250,11 @@ impl ListKind {
 /// A caller-number block or allow list entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListEntry {
-    /// `None`: federation-wide; otherwise the member whose outgoing calls it
-    /// applies to.
+    /// `None`: federation-wide; otherwise the member whose calls it applies
+    /// to: a block entry refuses the caller's calls from that member and
+    /// keeps the member from being chosen as terminator for that caller; an
+    /// allow entry exempts the caller's calls from that member from
+    /// federation-wide block entries.
     pub scope: Option<String>,
     /// Block or allow.
     pub kind: ListKind,
@@ -793,6 +796,17 @@ impl Registry {
                 .iter()
                 .filter(|e| e.scope.is_none())
                 .find(live)
+        })
+    }
+
+    /// The first live block entry scoped to `member` (only) that matches
+    /// `caller`: the terminating member's own block list.
+    pub fn member_blocks(&self, member: &str, caller: &str, now_ms: i64) -> Option<&ListEntry> {
+        self.snapshot.lists.iter().find(|e| {
+            e.kind == ListKind::Block
+                && e.scope.as_deref() == Some(member)
+                && e.expires_at.is_none_or(|t| t > now_ms)
+                && e.matches(caller)
         })
     }
 

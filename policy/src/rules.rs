@@ -329,12 +329,14 @@ fn unix_ms(now: SystemTime) -> i64 {
 ///    otherwise block list                            configured code (603)
 /// 5. caller inside the member's originating ranges   403
 /// 6. terminating members at the longest prefix       404
-/// 7. agreement source -> terminator (each target)    403
-/// 8. Identity requirement and attestation (each)     428 / 438 / 403
+/// 7. terminator's own block list (each target)       configured code
+/// 8. agreement source -> terminator (each target)    403
+/// 9. Identity requirement and attestation (each)     428 / 438 / 403
 /// ```
 ///
-/// Targets that fail 7 or 8 are dropped; the first failure is reported when
-/// none is left. Rate and concurrency limits are stateful and live in
+/// Targets that fail 7, 8 or 9 are dropped; when none is left, the first
+/// failure is reported (preferring any other over a missing agreement).
+/// Rate and concurrency limits are stateful and live in
 /// [`crate::ratelimit`].
 pub fn evaluate(attempt: &CallAttempt, registry: &Registry, now: SystemTime) -> Verdict {
     let now_ms = unix_ms(now);
@@ -383,6 +385,16 @@ pub fn evaluate(attempt: &CallAttempt, registry: &Registry, now: SystemTime) -> 
         let Some(to) = registry.members().get(t.member) else {
             continue;
         };
+        if let Some(block) = registry.member_blocks(to.name(), caller, now_ms) {
+            note_failure(
+                &mut first_failure,
+                Rejection::CallerBlocked {
+                    status: block.status,
+                    reason: block.reason.clone(),
+                },
+            );
+            continue;
+        }
         let check = match registry.agreement(from_idx, t.member) {
             Some(a) if a.enabled && to.info.enabled => {
                 check_identity(a, attempt.identity).map(|()| Target {
@@ -399,9 +411,7 @@ pub fn evaluate(attempt: &CallAttempt, registry: &Registry, now: SystemTime) -> 
         };
         match check {
             Ok(target) => targets.push(target),
-            Err(r) => {
-                first_failure.get_or_insert(r);
-            }
+            Err(r) => note_failure(&mut first_failure, r),
         }
     }
     if targets.is_empty() {
@@ -412,6 +422,19 @@ pub fn evaluate(attempt: &CallAttempt, registry: &Registry, now: SystemTime) -> 
         caller_allowed: allowed,
         targets,
     })
+}
+
+/// Keeps the failure to report when no target is left: the first one,
+/// except that a target the source has an agreement with explains the
+/// refusal better than one it has none with.
+fn note_failure(slot: &mut Option<Rejection>, r: Rejection) {
+    match slot {
+        None => *slot = Some(r),
+        Some(Rejection::NoAgreement { .. }) if !matches!(r, Rejection::NoAgreement { .. }) => {
+            *slot = Some(r);
+        }
+        Some(_) => {}
+    }
 }
 
 fn check_identity(

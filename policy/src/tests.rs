@@ -235,6 +235,25 @@ fn numbers_and_lists() {
 }
 
 #[test]
+fn terminating_member_block_list() {
+    let mut snap = registry().snapshot().clone();
+    snap.apply(&Change::PutListEntry(ListEntry {
+        scope: Some("b".into()),
+        kind: ListKind::Block,
+        pattern: "15550100002".into(),
+        exact: true,
+        status: 486,
+        reason: "b refuses this caller".into(),
+        expires_at: None,
+    }))
+    .unwrap();
+    let reg = Registry::new(snap);
+    let r = evaluate(&call("127.0.0.2", "15550100002", "4721345000"), &reg, now()).unwrap_err();
+    assert_eq!(r.status().code, 486);
+    assert!(evaluate(&call("127.0.0.2", "15550100003", "4721345000"), &reg, now()).is_ok());
+}
+
+#[test]
 fn list_entries_and_bans_expire() {
     let mut snap = registry().snapshot().clone();
     let t = i64::try_from(now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();

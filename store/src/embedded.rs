@@ -147,13 +147,20 @@ fn now_ms() -> i64 {
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the database file at `path`, in WAL mode
+    /// Opens (creating it and its directory if needed) the database file at
+    /// `path`, in WAL mode
     /// with `synchronous = FULL`, so a committed write survives a crash.
     /// Must be called inside a tokio runtime (it starts the change poller).
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let p = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
             let conn = Connection::open(&p)?;
             conn.busy_timeout(Duration::from_secs(5))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;

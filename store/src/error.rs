@@ -39,6 +39,14 @@ pub enum Error {
         #[from]
         source: tokio::task::JoinError,
     },
+    /// The embedded store's directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    Io {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The embedded store's connection lock was poisoned by a panic.
     #[error("embedded store lock poisoned")]
     Poisoned,

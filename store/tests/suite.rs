@@ -100,7 +100,7 @@ async fn postgres_suite() {
 async fn embedded_suite() {
     let dir = tempfile::tempdir().unwrap();
     for (name, case) in CASES {
-        let path = dir.path().join(format!("{name}.db"));
+        let path = dir.path().join(name).join("registry.db");
         let store = EmbeddedStore::open(&path).await.unwrap();
         assert!(matches!(
             store.check_schema().await,
