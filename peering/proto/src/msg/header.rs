@@ -191,7 +191,11 @@ impl HeaderName {
 
     /// Maps a name already known to be a token.
     pub(crate) fn from_wire(name: &str) -> Self {
-        let b = name.as_bytes();
+        Self::from_wire_bytes(name.as_bytes())
+    }
+
+    /// Maps a name already known to be a token (ASCII).
+    pub(crate) fn from_wire_bytes(b: &[u8]) -> Self {
         let mut buf = [0u8; 24];
         if b.len() <= buf.len() {
             let lower = &mut buf[..b.len()];
@@ -201,7 +205,7 @@ impl HeaderName {
                 return h;
             }
         }
-        Self::Other(name.to_owned())
+        Self::Other(String::from_utf8_lossy(b).into_owned())
     }
 
     /// Whether the header may appear at most once (RFC 3261 §7.3.1).

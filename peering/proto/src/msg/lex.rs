@@ -227,9 +227,14 @@ impl Iterator for ListIter<'_> {
         let mut i = start;
         let mut in_angle = false;
         let end = loop {
-            while i < s.len() && !LIST_SPECIAL[s[i] as usize] {
-                i += 1;
-            }
+            // Inside <...> only '>' matters (a URI holds no quote or comma
+            // that ends the value); outside, '"', '<' and ','.
+            let next = if in_angle {
+                memchr::memchr(b'>', &s[i..])
+            } else {
+                memchr::memchr3(b'"', b'<', b',', &s[i..])
+            };
+            i = next.map_or(s.len(), |p| i + p);
             if i >= s.len() {
                 self.done = true;
                 break s.len();
@@ -265,16 +270,6 @@ impl Iterator for ListIter<'_> {
         Some((a, b))
     }
 }
-
-/// Bytes that matter when splitting a list: `"`, `<`, `>`, `,`.
-static LIST_SPECIAL: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b'"' as usize] = true;
-    t[b'<' as usize] = true;
-    t[b'>' as usize] = true;
-    t[b',' as usize] = true;
-    t
-};
 
 /// Case-insensitive ASCII comparison.
 pub(crate) fn eq_ic(a: &str, b: &str) -> bool {

@@ -4,7 +4,6 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use memchr::memmem;
 
 use super::header::HeaderName;
 use super::lex::{is_lws, is_token, split_list, trim_lws};
@@ -206,27 +205,22 @@ impl Message {
         }
         let mut buf = buf.slice(off..);
         let b = &buf[..];
-        // Index of the CRLF that ends the last header line.
-        let head_crlf = memmem::find(b, b"\r\n\r\n").ok_or(ParseError::Unterminated)?;
-        let head_end = head_crlf + 2;
-        let body_start = head_crlf + 4;
-        let head = std::str::from_utf8(&b[..head_end]).map_err(|_| ParseError::NotUtf8)?;
-        let hb = head.as_bytes();
-        // Every line below ends in CRLF; with as many CRs as LFs in the
-        // head, no bare CR or LF is left.
-        if memchr::memchr_iter(b'\r', hb).count() != memchr::memchr_iter(b'\n', hb).count() {
+        // Start line.
+        let lf = memchr::memchr(b'\n', b).ok_or(ParseError::Unterminated)?;
+        if lf == 0 || b[lf - 1] != b'\r' {
             return Err(ParseError::BareLineBreak);
         }
-        let sl_end = memchr::memchr(b'\r', hb).unwrap_or(head_crlf);
-        if hb.get(sl_end + 1) != Some(&b'\n') {
+        let sl_end = lf - 1;
+        let start_line = std::str::from_utf8(&b[..sl_end]).map_err(|_| ParseError::NotUtf8)?;
+        if memchr::memchr(b'\r', start_line.as_bytes()).is_some() {
             return Err(ParseError::BareLineBreak);
         }
-        let start_line = &head[..sl_end];
         let start = parse_start_line(start_line)?;
 
-        // Header fields.
+        // Header fields, up to the empty line. Every LF must follow a CR;
+        // bare CRs are caught by counting below.
         let mut fields: Vec<Field> = Vec::with_capacity(16);
-        let mut pos = sl_end + 2;
+        let mut pos = lf + 1;
         let mut line_no = 1;
         // (name_start, name_end, colon, end)
         let mut cur: Option<(usize, usize, usize, usize)> = None;
@@ -234,14 +228,14 @@ impl Message {
         let mut finish = |c: (usize, usize, usize, usize), fields: &mut Vec<Field>| {
             let (ns, ne, colon, end) = c;
             let mut vs = colon + 1;
-            while vs < end && is_lws(hb[vs]) {
+            while vs < end && is_lws(b[vs]) {
                 vs += 1;
             }
             let mut ve = end;
-            while ve > vs && is_lws(hb[ve - 1]) {
+            while ve > vs && is_lws(b[ve - 1]) {
                 ve -= 1;
             }
-            let name = HeaderName::from_wire(&head[ns..ne]);
+            let name = HeaderName::from_wire_bytes(&b[ns..ne]);
             if let Some(slot) = singles.slot(&name) {
                 if slot.is_some() {
                     return Err(ParseError::RepeatedHeader {
@@ -258,14 +252,17 @@ impl Message {
             });
             Ok(())
         };
-        while pos < head_end {
+        let head_end = loop {
             line_no += 1;
-            let lf = pos + memchr::memchr(b'\n', &hb[pos..]).unwrap_or(head_end - pos);
-            if hb[lf - 1] != b'\r' {
+            let lf = pos + memchr::memchr(b'\n', &b[pos..]).ok_or(ParseError::Unterminated)?;
+            if lf == pos || b[lf - 1] != b'\r' {
                 return Err(ParseError::BareLineBreak);
             }
             let le = lf - 1;
-            if matches!(hb[pos], b' ' | b'\t') {
+            if le == pos {
+                break pos;
+            }
+            if matches!(b[pos], b' ' | b'\t') {
                 match cur.as_mut() {
                     Some(c) => c.3 = le,
                     None => return Err(ParseError::BadHeaderLine { line: line_no }),
@@ -275,22 +272,28 @@ impl Message {
                     finish(c, &mut fields)?;
                 }
                 let mut i = pos;
-                while i < le && is_token(hb[i]) {
+                while i < le && is_token(b[i]) {
                     i += 1;
                 }
                 let ne = i;
-                while i < le && matches!(hb[i], b' ' | b'\t') {
+                while i < le && matches!(b[i], b' ' | b'\t') {
                     i += 1;
                 }
-                if ne == pos || i >= le || hb[i] != b':' {
+                if ne == pos || i >= le || b[i] != b':' {
                     return Err(ParseError::BadHeaderLine { line: line_no });
                 }
                 cur = Some((pos, ne, i, le));
             }
-            pos = le + 2;
-        }
+            pos = lf + 1;
+        };
         if let Some(c) = cur.take() {
             finish(c, &mut fields)?;
+        }
+        let body_start = head_end + 2;
+        let head = std::str::from_utf8(&b[..head_end]).map_err(|_| ParseError::NotUtf8)?;
+        let hb = head.as_bytes();
+        if memchr::memchr_iter(b'\r', hb).count() != memchr::memchr_iter(b'\n', hb).count() {
+            return Err(ParseError::BareLineBreak);
         }
 
         // Framing.

@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use super::lex::{HNV, PARAM, PASSWORD, USER, all, eq_ic, escapes_ok, is, unescape};
+use super::lex::{HNV, HOST, PARAM, PASSWORD, USER, all, eq_ic, escapes_ok, is, unescape};
 use crate::error::ParseError;
 
 /// `sip` or `sips`.
@@ -168,11 +168,6 @@ pub struct SipUri {
     pub headers: Vec<(String, String)>,
 }
 
-#[inline]
-fn is_user_char(b: u8) -> bool {
-    is(b, USER)
-}
-
 impl SipUri {
     /// A URI `sip:host` with nothing else.
     pub fn new(scheme: Scheme, host: Host) -> Self {
@@ -315,93 +310,172 @@ pub(crate) struct SipParts<'a> {
     pub(crate) headers: Option<&'a str>,
 }
 
-/// Validates the part after `sip:` without allocating.
+/// Validates the part after `sip:` without allocating, in one pass over
+/// each component with table lookups.
 pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
-    let bytes = s.as_bytes();
-    let (user, password, at_end) = match memchr::memchr(b'@', bytes) {
-        Some(at) if bytes[..at].iter().all(|b| is_user_char(*b) || *b == b':') => {
-            let info = &s[..at];
-            let (user, password) = match memchr::memchr(b':', info.as_bytes()) {
-                Some(c) => (&info[..c], Some(&info[c + 1..])),
-                None => (info, None),
-            };
-            if user.is_empty() || !escapes_ok(user.as_bytes()) {
-                return Err(ParseError::BadUri);
-            }
-            if let Some(p) = password
-                && (!all(p.as_bytes(), PASSWORD) || !escapes_ok(p.as_bytes()))
-            {
-                return Err(ParseError::BadUri);
-            }
-            (Some(user), password, at + 1)
+    let b = s.as_bytes();
+    let n = b.len();
+    let bad = ParseError::BadUri;
+
+    // userinfo: user-unreserved characters (and ':') up to '@'.
+    let mut i = 0;
+    let mut colon = None;
+    let mut escaped = false;
+    // Most URIs without '@' have no userinfo: skip the scan.
+    let at = memchr::memchr(b'@', b).unwrap_or(0);
+    while i < at {
+        let c = b[i];
+        if c == b':' {
+            colon.get_or_insert(i);
+        } else if !is(c, USER) {
+            break;
         }
-        _ => (None, None, 0),
-    };
-    let rb = bytes;
-    let mut i = at_end;
-    // host
-    let host_end = if rb.get(i) == Some(&b'[') {
-        i + memchr::memchr(b']', &rb[i..]).ok_or(ParseError::BadUri)? + 1
-    } else {
-        rb[i..]
-            .iter()
-            .position(|b| matches!(b, b':' | b';' | b'?'))
-            .map_or(rb.len(), |p| i + p)
-    };
-    let host = &s[i..host_end];
-    validate_host(host)?;
-    i = host_end;
-    let mut port = None;
-    if rb.get(i) == Some(&b':') {
-        let start = i + 1;
-        let end = rb[start..]
-            .iter()
-            .position(|b| matches!(b, b';' | b'?'))
-            .map_or(rb.len(), |p| start + p);
-        port = Some(parse_port(&s[start..end]).ok_or(ParseError::BadUri)?);
-        i = end;
+        escaped |= c == b'%';
+        i += 1;
     }
-    let params_start = i;
-    while rb.get(i) == Some(&b';') {
-        let start = i + 1;
-        let end = rb[start..]
-            .iter()
-            .position(|b| matches!(b, b';' | b'?'))
-            .map_or(rb.len(), |p| start + p);
-        let p = &rb[start..end];
-        let (n, v) = match p.iter().position(|b| *b == b'=') {
-            Some(e) => (&p[..e], Some(&p[e + 1..])),
-            None => (p, None),
+    let (user, password, mut i) = if i < n && b[i] == b'@' {
+        let user_end = colon.unwrap_or(i);
+        if user_end == 0 {
+            return Err(bad);
+        }
+        let password = match colon {
+            Some(c) => {
+                if !all(&b[c + 1..i], PASSWORD) {
+                    return Err(bad);
+                }
+                Some(&s[c + 1..i])
+            }
+            None => None,
         };
-        if n.is_empty() || !all(n, PARAM) || !escapes_ok(n) {
-            return Err(ParseError::BadUri);
+        if escaped && !escapes_ok(&b[..i]) {
+            return Err(bad);
         }
-        if let Some(v) = v
-            && (v.is_empty() || !all(v, PARAM) || !escapes_ok(v))
-        {
-            return Err(ParseError::BadUri);
+        (Some(&s[..user_end]), password, i + 1)
+    } else {
+        (None, None, 0)
+    };
+
+    // host
+    let hs = i;
+    if b.get(i) == Some(&b'[') {
+        while i < n && b[i] != b']' {
+            i += 1;
         }
-        i = end;
+        if i == n {
+            return Err(bad);
+        }
+        i += 1;
+        s[hs + 1..i - 1]
+            .parse::<Ipv6Addr>()
+            .map_err(|_| bad.clone())?;
+    } else {
+        // hostname = *( domainlabel "." ) toplabel [ "." ], or IPv4address;
+        // label rules checked on the way.
+        let mut dotted_digits = true;
+        let mut prev = b'.';
+        let mut label_ok = true;
+        let mut top_alpha = false;
+        while i < n && is(b[i], HOST) {
+            let c = b[i];
+            match c {
+                b'.' => label_ok &= prev != b'.' && prev != b'-',
+                b'-' => {
+                    label_ok &= prev != b'.';
+                    dotted_digits = false;
+                }
+                _ => {
+                    if prev == b'.' {
+                        top_alpha = c.is_ascii_alphabetic();
+                    }
+                    dotted_digits &= c.is_ascii_digit();
+                }
+            }
+            prev = c;
+            i += 1;
+        }
+        let host = &s[hs..i];
+        let ok = if dotted_digits {
+            host.parse::<Ipv4Addr>().is_ok()
+        } else {
+            // One trailing dot is fine ("a..", "." and ".a" fail label_ok);
+            // top_alpha is then still the top label's first character.
+            label_ok && prev != b'-' && top_alpha && i - hs <= 256
+        };
+        if !ok {
+            return Err(bad);
+        }
+    }
+    let host = &s[hs..i];
+
+    // port
+    let mut port = None;
+    if b.get(i) == Some(&b':') {
+        let ps = i + 1;
+        i = ps;
+        while i < n && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        port = Some(parse_port(&s[ps..i]).ok_or(bad.clone())?);
+    }
+
+    // uri-parameters: ";" pname [ "=" pvalue ], both 1*paramchar.
+    let params_start = i;
+    let mut escaped = false;
+    while b.get(i) == Some(&b';') {
+        i += 1;
+        let ns = i;
+        while i < n && is(b[i], PARAM) {
+            escaped |= b[i] == b'%';
+            i += 1;
+        }
+        if i == ns {
+            return Err(bad);
+        }
+        if b.get(i) == Some(&b'=') {
+            i += 1;
+            let vs = i;
+            while i < n && is(b[i], PARAM) {
+                escaped |= b[i] == b'%';
+                i += 1;
+            }
+            if i == vs {
+                return Err(bad);
+            }
+        }
+    }
+    if escaped && !escapes_ok(&b[params_start..i]) {
+        return Err(bad);
     }
     let params = &s[params_start..i];
+
+    // headers: "?" hname "=" hvalue *( "&" hname "=" hvalue )
     let mut headers = None;
-    if rb.get(i) == Some(&b'?') {
-        let hs = &s[i + 1..];
-        for h in hs.split('&') {
-            let (n, v) = h.split_once('=').ok_or(ParseError::BadUri)?;
-            if n.is_empty()
-                || !all(n.as_bytes(), HNV)
-                || !all(v.as_bytes(), HNV)
-                || !escapes_ok(h.as_bytes())
-            {
-                return Err(ParseError::BadUri);
+    if b.get(i) == Some(&b'?') {
+        let hs = i + 1;
+        loop {
+            i += 1;
+            let ns = i;
+            while i < n && is(b[i], HNV) {
+                i += 1;
+            }
+            if i == ns || b.get(i) != Some(&b'=') {
+                return Err(bad);
+            }
+            i += 1;
+            while i < n && is(b[i], HNV) {
+                i += 1;
+            }
+            if b.get(i) != Some(&b'&') {
+                break;
             }
         }
-        headers = Some(hs);
-        i = rb.len();
+        if !escapes_ok(&b[hs..i]) {
+            return Err(bad);
+        }
+        headers = Some(&s[hs..i]);
     }
-    if i != rb.len() {
-        return Err(ParseError::BadUri);
+    if i != n {
+        return Err(bad);
     }
     Ok(SipParts {
         user,
