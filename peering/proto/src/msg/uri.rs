@@ -367,7 +367,7 @@ pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
         i += 1;
         s[hs + 1..i - 1]
             .parse::<Ipv6Addr>()
-            .map_err(|_| bad.clone())?;
+            .map_err(|_| ParseError::BadUri)?;
     } else {
         // hostname = *( domainlabel "." ) toplabel [ "." ], or IPv4address;
         // label rules checked on the way.
@@ -415,7 +415,7 @@ pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
         while i < n && b[i].is_ascii_digit() {
             i += 1;
         }
-        port = Some(parse_port(&s[ps..i]).ok_or(bad.clone())?);
+        port = Some(parse_port(&s[ps..i]).ok_or(ParseError::BadUri)?);
     }
 
     // uri-parameters: ";" pname [ "=" pvalue ], both 1*paramchar.
