@@ -370,7 +370,12 @@ pub fn error_response(buf: &[u8], err: &ParseError) -> Option<Bytes> {
     let first = buf.split(|b| *b == b'\r' || *b == b'\n').next()?;
     let method_end = first.iter().position(|b| *b == b' ')?;
     let method = &first[..method_end];
-    if method.is_empty() || !method.iter().all(|b| is_token(*b)) || method.starts_with(b"SIP/") {
+    // Responses are dropped, and an ACK is never answered (RFC 3261 §17.2.3).
+    if method.is_empty()
+        || !method.iter().all(|b| is_token(*b))
+        || method.starts_with(b"SIP/")
+        || method == b"ACK"
+    {
         return None;
     }
     // Header lines up to the empty line (or the end), folding joined.

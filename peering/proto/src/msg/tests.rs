@@ -520,6 +520,15 @@ fn responses_to_requests() {
     assert_eq!(resp.reason(), Some("Bad Request (CSeq Method Mismatch)"));
     assert!(resp.to().tag().is_some());
     assert!(parse_request_for_error_response(INVITE.as_bytes()).is_none());
+    // An ACK is never answered, even when malformed.
+    let bad_ack =
+        bad.replacen("INVITE sip:", "ACK sip:", 1)
+            .replacen("314159 BYE", "314159 INVITE", 1);
+    assert_eq!(
+        Message::parse(Bytes::from(bad_ack.clone())).unwrap_err(),
+        ParseError::CSeqMethodMismatch
+    );
+    assert!(parse_request_for_error_response(bad_ack.as_bytes()).is_none());
 }
 
 #[test]
