@@ -341,3 +341,98 @@ async fn silent_udp_target_times_out_and_fails_over() {
     assert!(buf[..len].starts_with(b"INVITE "));
     topo.node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_tcp_connection_is_reused() {
+    let topo = topology(Options {
+        outbound: Transport::Tcp,
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..3 {
+        let mut call = Call::invite(topo.kam_a.addr, &topo.uri()).await;
+        assert_eq!(call.wait_final(WAIT).await, Some(200), "{}", topo.dump());
+        call.in_dialog("ACK", 1).await;
+        call.in_dialog("BYE", 2).await;
+        assert!(
+            call.wait_for(Method::Bye, 200, WAIT).await,
+            "{}",
+            topo.dump()
+        );
+    }
+    let opened = topo
+        .node
+        .metrics
+        .connections_opened
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(opened, 1, "three calls over one connection to Kamailio B");
+    topo.node.shutdown().await;
+}
+
+/// IPv6 listeners (RFC 5118 references in Via and Record-Route).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_udp_and_tcp_listeners_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = Config::from_toml(
+        r#"
+[node]
+grace_period_secs = 0
+[[sip.listen]]
+transport = "udp"
+address = "[::1]:0"
+[[sip.listen]]
+transport = "tcp"
+address = "[::1]:0"
+[admin]
+listen = "127.0.0.1:0"
+"#,
+    )
+    .expect("config");
+    let node = peering::node::start(config).await.expect("node on ::1");
+    let udp_addr = node.addr(Transport::Udp).expect("udp");
+    let options = |me: std::net::SocketAddr| {
+        format!(
+            "OPTIONS sip:[::1]:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKv6{p}\r\nMax-Forwards: 70\r\n\
+             From: <sip:probe@[::1]>;tag=1\r\nTo: <sip:[::1]>\r\nCall-ID: v6-{p}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            port = udp_addr.port(),
+            p = me.port()
+        )
+    };
+    let sock = tokio::net::UdpSocket::bind("[::1]:0")
+        .await
+        .expect("bind ::1");
+    let me = sock.local_addr().expect("addr");
+    sock.send_to(options(me).as_bytes(), udp_addr)
+        .await
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let (n, _) = tokio::time::timeout(WAIT, sock.recv_from(&mut buf))
+        .await
+        .expect("answer over IPv6 UDP")
+        .expect("recv");
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+
+    let tcp_addr = node.addr(Transport::Tcp).expect("tcp");
+    let mut stream = tokio::net::TcpStream::connect(tcp_addr)
+        .await
+        .expect("connect ::1");
+    let me = stream.local_addr().expect("addr");
+    stream
+        .write_all(options(me).replace("SIP/2.0/UDP", "SIP/2.0/TCP").as_bytes())
+        .await
+        .expect("write");
+    let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+        .await
+        .expect("answer over IPv6 TCP")
+        .expect("read");
+    assert!(
+        buf[..n].starts_with(b"SIP/2.0 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    node.shutdown().await;
+}
