@@ -140,8 +140,9 @@ struct Context {
     remove_headers: Vec<HeaderName>,
     add_headers: Vec<(HeaderName, String)>,
     active: Option<ClientKey>,
-    /// Best final response so far (§16.7 step 6), with its Via removed.
-    best: Option<(u16, Message)>,
+    /// Best final response so far (§16.7 step 6), with its Via removed;
+    /// no message when the branch ended by timeout or transport error.
+    best: Option<(u16, Option<Message>)>,
     cancelled: bool,
     timer_c: Option<Instant>,
     attempts: usize,
@@ -981,8 +982,8 @@ impl Proxy {
                         self.timers.push(Reverse((at, TimerRef::TimerC(ctx_id))));
                     }
                     let server = ctx.server.clone();
-                    if let Some(bytes) = upstream {
-                        self.respond_bytes(now, &server, status, bytes);
+                    if let Some(resp) = upstream {
+                        self.respond_message(now, &server, status, resp);
                     }
                 }
             }
@@ -997,8 +998,8 @@ impl Proxy {
                 let server = ctx.server.clone();
                 let call_id = ctx.request.call_id().to_owned();
                 let attempts = ctx.attempts;
-                if let Some(bytes) = upstream {
-                    self.respond_bytes(now, &server, status, bytes);
+                if let Some(resp) = upstream {
+                    self.respond_message(now, &server, status, resp);
                 }
                 if first {
                     self.events.push_back(Event::CallFinal {
@@ -1017,7 +1018,13 @@ impl Proxy {
 
     /// A branch ended with a non-2xx final response (or a timeout or a
     /// transport error, given as 408 and 503 with no message).
-    fn on_branch_final(&mut self, now: Instant, ctx_id: u64, status: u16, upstream: Option<Bytes>) {
+    fn on_branch_final(
+        &mut self,
+        now: Instant,
+        ctx_id: u64,
+        status: u16,
+        upstream: Option<Message>,
+    ) {
         let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
             return;
         };
@@ -1030,16 +1037,10 @@ impl Proxy {
             .best
             .as_ref()
             .is_none_or(|(best, _)| rules::response_rank(status) < rules::response_rank(*best));
-        if better
-            && let Some(bytes) = upstream
-            && let Ok(resp) = Message::parse(bytes)
-        {
-            ctx.best = Some((status, resp));
-        } else if better {
-            ctx.best = None;
-            // Keep the status even without a message: a local response
-            // will be generated for it.
-            ctx.best = Some((status, ctx.request.clone()));
+        if better {
+            // Without a message (timeout, transport error) a local response
+            // is generated for the status.
+            ctx.best = Some((status, upstream));
         }
         let six = (600..700).contains(&status);
         if !ctx.cancelled && !six && rules::is_failover_status(status) {
@@ -1058,9 +1059,8 @@ impl Proxy {
             return;
         }
         match ctx.best.take() {
-            // A response message from downstream (a request clone stands
-            // for "no message": build one locally).
-            Some((status, resp)) if !resp.is_request() => {
+            // A response message from downstream.
+            Some((status, Some(resp))) => {
                 if status == 503 {
                     // §16.7 step 6: a 503 is not passed upstream as is.
                     self.finish_with_local(now, ctx_id, 500, "Server Error Downstream", &[]);
@@ -1069,12 +1069,7 @@ impl Proxy {
                     let server = ctx.server.clone();
                     let call_id = ctx.request.call_id().to_owned();
                     let attempts = ctx.attempts;
-                    self.respond_bytes(
-                        now,
-                        &server,
-                        status,
-                        Bytes::copy_from_slice(resp.as_bytes()),
-                    );
+                    self.respond_message(now, &server, status, resp);
                     self.events.push_back(Event::CallFinal {
                         call_id,
                         status,
@@ -1176,11 +1171,15 @@ impl Proxy {
         });
     }
 
-    /// Passes a response to a server transaction.
+    /// Passes a response built as bytes to a server transaction.
     fn respond_bytes(&mut self, now: Instant, key: &ServerKey, status: u16, bytes: Bytes) {
-        let Ok(resp) = Message::parse(bytes) else {
-            return;
-        };
+        if let Ok(resp) = Message::parse(bytes) {
+            self.respond_message(now, key, status, resp);
+        }
+    }
+
+    /// Passes a response to a server transaction.
+    fn respond_message(&mut self, now: Instant, key: &ServerKey, status: u16, resp: Message) {
         let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
@@ -1248,7 +1247,7 @@ impl Proxy {
                 local: Some(entry.flow.local),
                 conn: entry.flow.conn,
                 server_name: None,
-                bytes: Bytes::copy_from_slice(resp.as_bytes()),
+                bytes: resp.to_bytes(),
                 token: None,
             });
         }
@@ -1318,7 +1317,7 @@ impl Proxy {
                 local: None,
                 conn: None,
                 server_name: entry.target.server_name.clone(),
-                bytes: Bytes::copy_from_slice(req.as_bytes()),
+                bytes: req.to_bytes(),
                 token: Some(TransmitToken(id)),
             });
         }
@@ -1509,15 +1508,15 @@ fn host_literal(host: &str) -> String {
     }
 }
 
-/// The response with our top Via removed, ready for upstream.
-fn strip_top_via(resp: &Message) -> Option<Bytes> {
+/// The response with our top Via removed, ready for upstream; `None` when
+/// our Via was the only one (it has nowhere to go).
+fn strip_top_via(resp: &Message) -> Option<Message> {
+    if resp.header_values(&HeaderName::Via).len() < 2 {
+        return None;
+    }
     let mut editor = resp.edit();
     editor.remove_first_value(&HeaderName::Via);
-    let bytes = editor.finish();
-    // A response whose only Via was ours has nowhere to go.
-    let parsed = Message::parse(bytes.clone()).ok()?;
-    parsed.top_via()?;
-    Some(bytes)
+    Message::parse(editor.finish()).ok()
 }
 
 /// RFC 3261 §9.1: the CANCEL for a forwarded INVITE.
