@@ -65,6 +65,18 @@ impl Host {
         }
     }
 
+    /// Builds a host that [`scan_sip`] or `scan_via` already validated:
+    /// only the kind is decided here.
+    pub(crate) fn from_checked(s: &str) -> Result<Self, ParseError> {
+        if let Some(inner) = s.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+            return inner.parse().map(Self::V6).map_err(|_| ParseError::BadUri);
+        }
+        if let Ok(v4) = s.parse() {
+            return Ok(Self::V4(v4));
+        }
+        Ok(Self::Domain(s.to_owned()))
+    }
+
     /// Whether `s` is a host [`Host::parse`] accepts (no allocation).
     pub fn is_valid(s: &str) -> bool {
         validate_host(s).is_ok()
@@ -207,7 +219,7 @@ impl SipUri {
             scheme,
             user: p.user.map(str::to_owned),
             password: p.password.map(str::to_owned),
-            host: Host::parse(p.host)?,
+            host: Host::from_checked(p.host)?,
             port: p.port,
             params,
             headers,

@@ -384,7 +384,7 @@ fn parse_via(s: &str) -> Option<Via> {
     let p = scan_via(s)?;
     Some(Via {
         transport: p.transport.to_owned(),
-        host: Host::parse(p.host).ok()?,
+        host: Host::from_checked(p.host).ok()?,
         port: p.port,
         params: parse_params(s, p.params_at)?,
     })
