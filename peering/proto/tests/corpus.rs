@@ -423,6 +423,9 @@ fn proxy_edit_keeps_untouched_fields_byte_for_byte() {
             let out = e.finish();
             let f = Message::parse(out.clone()).unwrap_or_else(|err| panic!("{stem}: {err:?}"));
             assert_eq!(f.call_id(), m.call_id(), "{stem}");
+            assert_eq!(m.from_tag(), m.from().tag(), "{stem}");
+            assert_eq!(m.to_tag(), m.to().tag(), "{stem}");
+            assert_eq!(m.branch(), m.top_via().unwrap().branch(), "{stem}");
             assert_eq!(f.cseq(), m.cseq(), "{stem}");
             assert_eq!(f.from(), m.from(), "{stem}");
             assert_eq!(f.to(), m.to(), "{stem}");

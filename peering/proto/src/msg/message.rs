@@ -9,7 +9,9 @@ use super::header::HeaderName;
 use super::lex::{is_lws, is_token, split_list, trim_lws};
 use super::method::Method;
 use super::uri::Uri;
-use super::value::{CSeq, NameAddr, Via, scan_via, validate_name_addr};
+use super::value::{
+    CSeq, NameAddr, Via, find_param_in, scan_name_addr, scan_via, validate_name_addr,
+};
 use crate::error::ParseError;
 
 /// One header field as received.
@@ -618,9 +620,27 @@ impl Message {
         self.buf.clone()
     }
 
-    /// The top Via's branch, if any.
+    /// The top Via's branch, if any (read from the wire, no allocation).
     pub fn branch(&self) -> Option<&str> {
-        self.top_via().and_then(Via::branch)
+        let v = self.str_at(self.p.top_via_range.clone());
+        let at = scan_via(v)?.params_at;
+        find_param_in(v, at, "branch")
+    }
+
+    /// The From tag, if any (read from the wire, no allocation).
+    pub fn from_tag(&self) -> Option<&str> {
+        self.addr_tag(self.p.from_range.clone())
+    }
+
+    /// The To tag, if any (read from the wire, no allocation).
+    pub fn to_tag(&self) -> Option<&str> {
+        self.addr_tag(self.p.to_range.clone())
+    }
+
+    fn addr_tag(&self, r: Range<usize>) -> Option<&str> {
+        let v = trim_lws(self.str_at(r));
+        let at = scan_name_addr(v)?.params_at;
+        find_param_in(v, at, "tag")
     }
 }
 

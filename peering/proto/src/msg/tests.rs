@@ -264,6 +264,11 @@ fn message_accessors() {
     assert_eq!(m.as_bytes(), INVITE.as_bytes());
     assert_eq!(m.max_forwards(), Some(70));
     assert_eq!(m.cseq_method(), &Method::Invite);
+    // Borrowed shortcuts agree with the typed views.
+    assert_eq!(m.branch(), m.top_via().unwrap().branch());
+    assert_eq!(m.from_tag(), Some("1928301774"));
+    assert_eq!(m.from_tag(), m.from().tag());
+    assert_eq!(m.to_tag(), None);
 }
 
 #[test]
@@ -703,6 +708,9 @@ proptest! {
             prop_assert_eq!(again.cseq(), m.cseq());
             prop_assert_eq!(again.body(), m.body());
             prop_assert_eq!(again.vias().unwrap(), m.vias().unwrap());
+            prop_assert_eq!(m.branch(), m.top_via().unwrap().branch());
+            prop_assert_eq!(m.from_tag(), m.from().tag());
+            prop_assert_eq!(m.to_tag(), m.to().tag());
         } else {
             let _ = parse_request_for_error_response(&data);
         }

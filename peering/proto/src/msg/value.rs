@@ -176,6 +176,18 @@ pub(crate) fn scan_name_addr(s: &str) -> Option<AddrParts<'_>> {
     })
 }
 
+/// The value of header parameter `name` in `s` from `at`, without allocating.
+pub(crate) fn find_param_in<'a>(s: &'a str, at: usize, name: &str) -> Option<&'a str> {
+    let mut found = None;
+    scan_params(s, at, |n, v| {
+        if found.is_none() && n.eq_ignore_ascii_case(name) {
+            found = v;
+        }
+        true
+    });
+    found
+}
+
 /// Validates an address without allocating; `tag`, when present, must be a token.
 pub(crate) fn validate_name_addr(s: &str) -> bool {
     let s = trim_lws(s);
@@ -294,7 +306,7 @@ pub(crate) struct ViaParts<'a> {
     transport: &'a str,
     host: &'a str,
     port: Option<u16>,
-    params_at: usize,
+    pub(crate) params_at: usize,
 }
 
 /// Validates one Via value without allocating.
