@@ -339,13 +339,12 @@ impl ScannerRules {
 
     /// The first pattern found in `user_agent`.
     pub fn matches(&self, user_agent: &str) -> Option<&str> {
-        let ua = user_agent.as_bytes();
+        // Header values are short: one lower-case copy, then substring
+        // search (two-way) per pattern.
+        let ua = user_agent.to_ascii_lowercase();
         self.patterns
             .iter()
-            .find(|p| {
-                let p = p.as_bytes();
-                ua.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p))
-            })
+            .find(|p| ua.contains(p.as_str()))
             .map(String::as_str)
     }
 }
