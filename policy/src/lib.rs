@@ -37,6 +37,25 @@
 //! let admitted = evaluate(&call, &registry, SystemTime::now()).unwrap();
 //! assert_eq!(admitted.targets[0].member, "b");
 //! ```
+//!
+//! # How a node uses it
+//!
+//! For every request, cheapest check first:
+//!
+//! ```text
+//! bytes arrive from addr  -> flood::FloodGuard::check(addr, now)         banned: drop / 503
+//! message parsed          -> flood::ScannerRules::matches(user_agent)    403, FloodGuard::ban(addr)
+//! new INVITE              -> evaluate(&CallAttempt, &registry, wallclock)
+//!                              Err(r): r.status() -> response, r.label() -> log + metric
+//!                         -> ratelimit::Limiter::try_admit(from, addr, now)   503 + Retry-After
+//!                         -> spit::SpitGuard::assess(&SpitInput, now)         607 / 480
+//!                         -> relay to Admission::targets in order, with headers::action per header
+//! call ends               -> Limiter::release(slot); write the call record with the SPIT score
+//! ```
+//!
+//! In the background: reload the [`Registry`] when the store announces a
+//! change (then `Limiter::set_limits`), and exchange rate usage with the
+//! other nodes every 100-200 ms (`docs/rate-limits.md`).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -359,6 +359,7 @@ impl Snapshot {
                 self.member_mut(name)?;
                 self.members.retain(|m| &m.info.name != name);
                 self.agreements.retain(|a| &a.from != name && &a.to != name);
+                self.lists.retain(|l| l.scope.as_ref() != Some(name));
             }
             Change::AddDomain { member, domain } => {
                 self.member_mut(member)?.domains.push(domain.clone());

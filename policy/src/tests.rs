@@ -375,6 +375,22 @@ fn federation_diff_round_trip() {
         changes.last(),
         Some(&Change::RemoveMember { name: "c".into() })
     );
+    // Removing a member with agreements and scoped lists: the removal
+    // cascades in memory exactly as in the store.
+    let mut without_a = edited.clone();
+    without_a.members.retain(|m| m.name() != "a");
+    without_a
+        .agreements
+        .retain(|x| x.from != "a" && x.to != "a");
+    without_a.lists.retain(|l| l.scope.as_deref() != Some("a"));
+    let mut s = edited.clone();
+    s.apply(&Change::RemoveMember { name: "a".into() }).unwrap();
+    assert_eq!(s, without_a);
+    let mut s = edited.clone();
+    for c in &diff(&edited, &without_a) {
+        s.apply(c).unwrap();
+    }
+    assert_eq!(s, without_a);
 }
 
 proptest! {
