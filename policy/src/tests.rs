@@ -862,3 +862,133 @@ fn example_federation_file() {
     let a = reg.member_index("a").unwrap();
     assert_eq!(reg.members()[a].limits.cps, Some(20));
 }
+
+fn arb_snapshot() -> impl Strategy<Value = Snapshot> {
+    let names = ["a", "b", "c", "d"];
+    (
+        proptest::collection::vec(any::<bool>(), 4),
+        proptest::collection::vec(
+            (
+                0usize..4,
+                "[1-9][0-9]{0,3}",
+                any::<bool>(),
+                any::<bool>(),
+                0i32..3,
+            ),
+            0..8,
+        ),
+        proptest::collection::vec((0usize..4, 0u8..4), 0..5),
+        proptest::collection::vec((0usize..4, 0usize..4, any::<bool>(), any::<bool>()), 0..6),
+        proptest::collection::vec(
+            (
+                proptest::option::of(0usize..4),
+                any::<bool>(),
+                "[1-9][0-9]{0,4}",
+            ),
+            0..5,
+        ),
+        proptest::collection::vec((0usize..4, proptest::option::of(1u32..50)), 0..4),
+    )
+        .prop_map(move |(present, ranges, nets, agreements, lists, limits)| {
+            let mut s = Snapshot::default();
+            for (i, p) in present.iter().enumerate() {
+                if *p {
+                    let mut m = Member::new(MemberInfo {
+                        name: names[i].into(),
+                        display_name: format!("M{i}"),
+                        enabled: i != 3,
+                        sip_target: (i % 2 == 0).then(|| format!("sip:127.0.0.1:{}", 5090 + i)),
+                    });
+                    m.domains.push(format!("{}.example", names[i]));
+                    s.members.push(m);
+                }
+            }
+            let has = |s: &Snapshot, i: usize| s.member(names[i]).is_some();
+            for (i, prefix, o, t, pref) in ranges {
+                if has(&s, i) {
+                    s.apply(&Change::PutRange {
+                        member: names[i].into(),
+                        range: NumberRange {
+                            prefix,
+                            may_originate: o,
+                            terminates: t,
+                            preference: pref,
+                        },
+                    })
+                    .unwrap();
+                }
+            }
+            for (i, octet) in nets {
+                if has(&s, i) {
+                    let network = format!("10.{i}.{octet}.0/24").parse().unwrap();
+                    s.apply(&Change::AddNetwork {
+                        member: names[i].into(),
+                        network,
+                    })
+                    .unwrap();
+                }
+            }
+            for (f, t, req, hide) in agreements {
+                if has(&s, f) && has(&s, t) {
+                    s.apply(&Change::PutAgreement(Agreement {
+                        from: names[f].into(),
+                        to: names[t].into(),
+                        enabled: true,
+                        require_identity: req,
+                        accepted_attestation: if req { vec![Attestation::A] } else { vec![] },
+                        headers: HeaderRules {
+                            topology_hiding: hide,
+                            strip: vec![],
+                        },
+                    }))
+                    .unwrap();
+                }
+            }
+            for (scope, block, pattern) in lists {
+                let scope = scope.filter(|i| has(&s, *i)).map(|i| names[i].to_owned());
+                s.apply(&Change::PutListEntry(ListEntry {
+                    scope,
+                    kind: if block {
+                        ListKind::Block
+                    } else {
+                        ListKind::Allow
+                    },
+                    pattern,
+                    exact: block,
+                    status: 603,
+                    reason: String::new(),
+                    expires_at: None,
+                }))
+                .unwrap();
+            }
+            for (i, cps) in limits {
+                if has(&s, i) {
+                    s.apply(&Change::SetLimits {
+                        member: names[i].into(),
+                        limits: Limits {
+                            cps,
+                            ..Limits::default()
+                        },
+                    })
+                    .unwrap();
+                }
+            }
+            s.normalize();
+            s
+        })
+}
+
+proptest! {
+    #[test]
+    fn diff_applied_gives_the_desired_snapshot(a in arb_snapshot(), b in arb_snapshot()) {
+        let changes = diff(&a, &b);
+        let mut s = a.clone();
+        for c in &changes {
+            s.apply(c).unwrap();
+        }
+        prop_assert_eq!(&s, &b);
+        prop_assert!(diff(&b, &b).is_empty());
+        // Every change renders as one diff line.
+        prop_assert_eq!(render(&changes).lines().count(), changes.len());
+    }
+}
