@@ -2,10 +2,18 @@
 //! headers to remove towards the terminating member, and which carry the
 //! sending side's topology (for topology hiding).
 //!
-//! The stateful part of topology hiding (replacing Via, Record-Route and
-//! Contact with the node's own and restoring them for in-dialog requests,
-//! as Kamailio's topos does) belongs to the proxy core; this module only
-//! says what to do with each header.
+//! The proxy core replaces Via, Record-Route and Contact with the node's
+//! own and must restore them for responses and in-dialog requests, as
+//! Kamailio's topos does. Instead of a table, [`TopologySeal`] seals the
+//! hidden values into an opaque token the proxy puts in its own Via branch
+//! parameter, Record-Route or Contact URI: the other side echoes it back,
+//! and only the node can open it (ChaCha20-Poly1305), so no state is kept
+//! and nothing leaks.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::registry::HeaderRules;
 
@@ -104,4 +112,73 @@ pub fn filter<'a>(
         }
     }
     (keep, hide)
+}
+
+const SEAL_AAD: &[u8] = b"peering-topology-v1";
+
+/// Seals hidden header values into an opaque token (base64url, safe in a
+/// SIP URI parameter or Via branch) and opens such tokens again.
+pub struct TopologySeal {
+    key: LessSafeKey,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for TopologySeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopologySeal").finish_non_exhaustive()
+    }
+}
+
+impl TopologySeal {
+    /// A seal with a 32-byte secret shared by the federation's nodes (so a
+    /// token sealed by one node opens on another).
+    pub fn new(secret: &[u8; 32]) -> Self {
+        // A 32-byte key is always valid for ChaCha20-Poly1305.
+        let key = UnboundKey::new(&CHACHA20_POLY1305, secret)
+            .map(LessSafeKey::new)
+            .unwrap_or_else(|_| unreachable!("32-byte ChaCha20-Poly1305 key"));
+        Self {
+            key,
+            rng: SystemRandom::new(),
+        }
+    }
+
+    /// Seals `values` (header values without CR or LF) into a token.
+    pub fn seal(&self, values: &[&str]) -> Option<String> {
+        if values.iter().any(|v| v.contains(['\r', '\n'])) {
+            return None;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng.fill(&mut nonce).ok()?;
+        let mut buf = values.join("\n").into_bytes();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(SEAL_AAD),
+                &mut buf,
+            )
+            .ok()?;
+        let mut token = Vec::with_capacity(NONCE_LEN + buf.len());
+        token.extend_from_slice(&nonce);
+        token.extend_from_slice(&buf);
+        Some(URL_SAFE_NO_PAD.encode(token))
+    }
+
+    /// Opens a token from [`Self::seal`]; `None` if it was not sealed with
+    /// this secret or was altered.
+    pub fn open(&self, token: &str) -> Option<Vec<String>> {
+        let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
+        if raw.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut sealed = sealed.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(SEAL_AAD), &mut sealed)
+            .ok()?;
+        let text = std::str::from_utf8(plain).ok()?;
+        Some(text.split('\n').map(str::to_owned).collect())
+    }
 }

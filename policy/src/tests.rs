@@ -5,7 +5,7 @@ use proptest::prelude::*;
 
 use crate::federation::{FederationFile, diff, render};
 use crate::flood::{FloodConfig, FloodGuard, FloodVerdict, ScannerRules};
-use crate::headers::{HeaderAction, action, filter};
+use crate::headers::{HeaderAction, TopologySeal, action, filter};
 use crate::ratelimit::{Limiter, LocalUsage, PeerUsage, TokenBucket, share};
 use crate::spit::{CallerHistory, GreylistConfig, SpitConfig, SpitDecision, SpitGuard, SpitInput};
 use crate::*;
@@ -991,4 +991,31 @@ proptest! {
         // Every change renders as one diff line.
         prop_assert_eq!(render(&changes).lines().count(), changes.len());
     }
+}
+
+#[test]
+fn topology_seal_round_trip() {
+    let seal = TopologySeal::new(&[7u8; 32]);
+    let hidden = [
+        "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK776asdhds",
+        "<sip:alice@10.0.0.5:5060;transport=udp>",
+    ];
+    let token = seal.seal(&hidden).unwrap();
+    assert!(
+        token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    assert!(!token.contains("10.0.0.5"));
+    assert_eq!(seal.open(&token).unwrap(), hidden);
+    // Another node with the same secret opens it; another secret does not.
+    assert_eq!(TopologySeal::new(&[7u8; 32]).open(&token).unwrap(), hidden);
+    assert!(TopologySeal::new(&[8u8; 32]).open(&token).is_none());
+    // Tampering is detected.
+    let mut bad = token.into_bytes();
+    let last = bad.len() - 2;
+    bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+    assert!(seal.open(std::str::from_utf8(&bad).unwrap()).is_none());
+    assert!(seal.open("short").is_none());
+    assert!(seal.seal(&["a\r\nVia: injected"]).is_none());
 }
