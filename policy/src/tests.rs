@@ -1019,3 +1019,34 @@ fn topology_seal_round_trip() {
     assert!(seal.open("short").is_none());
     assert!(seal.seal(&["a\r\nVia: injected"]).is_none());
 }
+
+#[test]
+fn policy_config_defaults_and_overrides() {
+    let d: config::PolicyConfig = toml::from_str("").unwrap();
+    assert_eq!(d.flood(), FloodConfig::default());
+    assert!(d.scanner_rules().matches("friendly-scanner").is_some());
+    assert_eq!(d.spit().unwrap(), SpitConfig::default());
+    let c: config::PolicyConfig = toml::from_str(
+        r#"
+[flood]
+threshold = 10
+trusted = ["127.0.0.1/32"]
+[scanners]
+user_agents = ["evil"]
+[spit]
+greylist = true
+greylist_min_delay_secs = 2
+[limits]
+sync_interval_ms = 100
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.flood().threshold, 10);
+    assert_eq!(c.flood().trusted.len(), 1);
+    assert!(c.scanner_rules().matches("friendly-scanner").is_none());
+    assert!(c.scanner_rules().matches("EVIL/1.0").is_some());
+    let g = c.spit().unwrap().greylist.unwrap();
+    assert_eq!(g.min_delay, Duration::from_secs(2));
+    assert_eq!(c.sync_interval(), Duration::from_millis(100));
+    assert!(toml::from_str::<config::PolicyConfig>("[flood]\nthreshhold = 1\n").is_err());
+}
