@@ -180,6 +180,15 @@ impl PolicyConfig {
         }
     }
 
+    /// A flood guard with these settings and the static ban list.
+    pub fn flood_guard(&self, now: std::time::Instant) -> crate::flood::FloodGuard {
+        let mut g = crate::flood::FloodGuard::new(self.flood(), now);
+        for n in &self.flood.banned {
+            g.ban_network(*n, None);
+        }
+        g
+    }
+
     /// The scanner rules.
     pub fn scanner_rules(&self) -> ScannerRules {
         ScannerRules::new(&self.scanners.user_agents)

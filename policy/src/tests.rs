@@ -1042,6 +1042,13 @@ sync_interval_ms = 100
     )
     .unwrap();
     assert_eq!(c.flood().threshold, 10);
+    let banned: config::PolicyConfig =
+        toml::from_str("[flood]\nbanned = [\"192.0.2.0/24\"]\n").unwrap();
+    let mut g = banned.flood_guard(Instant::now());
+    assert!(
+        g.check("192.0.2.1".parse().unwrap(), Instant::now())
+            .is_banned()
+    );
     assert_eq!(c.flood().trusted.len(), 1);
     assert!(c.scanner_rules().matches("friendly-scanner").is_none());
     assert!(c.scanner_rules().matches("EVIL/1.0").is_some());
