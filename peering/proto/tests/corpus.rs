@@ -459,3 +459,61 @@ fn proxy_edit_keeps_untouched_fields_byte_for_byte() {
     }
     assert_eq!(checked, accepted);
 }
+
+/// The torture messages over a stream (TCP/TLS framing): clerr waits for
+/// the missing body, ncl and mcl01 make the framing unrecoverable, the rest
+/// are framed exactly as over UDP.
+#[test]
+fn stream_framing_of_the_torture_messages() {
+    use bytes::BytesMut;
+    use peering_proto::error::ParseError;
+    use peering_proto::msg::{Frame, StreamDecoder};
+
+    let decode = |name: &str| {
+        let mut d = StreamDecoder::new(64 * 1024);
+        let mut buf = BytesMut::from(&load("rfc4475", name)[..]);
+        d.decode(&mut buf).map(|f| (f, buf.len()))
+    };
+    assert!(
+        matches!(decode("clerr"), Ok((None, _))),
+        "clerr waits for more bytes"
+    );
+    assert_eq!(
+        decode("ncl").unwrap_err(),
+        ParseError::BadHeaderValue {
+            name: "Content-Length"
+        }
+    );
+    assert_eq!(
+        decode("mcl01").unwrap_err(),
+        ParseError::RepeatedHeader {
+            name: "Content-Length"
+        }
+    );
+    assert_eq!(
+        decode("inv2543").unwrap_err(),
+        ParseError::MissingContentLength
+    );
+    // dblreq: the REGISTER, then the trailing INVITE as the next frame.
+    let mut d = StreamDecoder::new(64 * 1024);
+    let mut buf = BytesMut::from(&load("rfc4475", "dblreq")[..]);
+    let Ok(Some(Frame::Message(first))) = d.decode(&mut buf) else {
+        panic!("REGISTER not framed")
+    };
+    assert_eq!(first.method(), Some(&Method::Register));
+    assert!(buf.starts_with(b"\r\nINVITE"));
+    for stem in [
+        "wsinv", "mpart01", "esc01", "longreq", "unreason", "badvers",
+    ] {
+        let wire = load("rfc4475", stem);
+        let (frame, left) = decode(stem).unwrap();
+        match (frame, Message::parse(wire.clone())) {
+            (Some(Frame::Message(m)), Ok(u)) => assert_eq!(m.as_bytes(), u.as_bytes(), "{stem}"),
+            (Some(Frame::Invalid { error, raw }), Err(e)) => {
+                assert_eq!(error, e, "{stem}");
+                assert_eq!(raw.len() + left, wire.len(), "{stem}");
+            }
+            (f, u) => panic!("{stem}: stream {f:?} vs datagram {u:?}"),
+        }
+    }
+}

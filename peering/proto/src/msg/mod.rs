@@ -5,6 +5,30 @@
 //! few headers a proxy needs are typed; everything else is passed through
 //! byte for byte by the [`Editor`].
 //!
+//! What is checked at parse time (RFC 3261 ABNF; the RFC 4475 and 5118
+//! torture messages and the PROTOS c07-sip suite are the tests):
+//!
+//! - start line: single SP separators, `SIP/2.0` (another well-formed version
+//!   is [`ParseError::VersionNotSupported`], answered 505), token method,
+//!   Request-URI without LWS, `<>` or URI headers; status 100..=699;
+//! - header lines: token name, optional SP/HTAB before `:`, folding (CRLF
+//!   followed by SP/HTAB) kept in the value, CRLF only, UTF-8 only;
+//! - Via (every value), From, To, Call-ID, CSeq present; From/To/Call-ID/
+//!   CSeq/Max-Forwards/Content-Length/Content-Type/Expires at most once;
+//!   CSeq below 2^31 in requests and its method equal to the request's;
+//!   Max-Forwards digits (above 255 counts as absent); Content-Length digits
+//!   and not beyond the datagram;
+//! - in requests also: Contact, Route and Record-Route parse, Expires is
+//!   digits, Date is an RFC 1123 GMT date.
+//!
+//! What is not: bodies (SDP, multipart) are opaque octets; unknown headers
+//! only need to be `token ":" value`. Typed views ([`Message::request_uri`],
+//! [`Message::top_via`], [`Message::from`], [`Message::to`]) are validated at
+//! parse time and built on first use; [`Message::branch`],
+//! [`Message::from_tag`] and [`Message::to_tag`] read the wire directly.
+//! A request that fails gets the response of [`error_response`] (400 with
+//! the fault in the reason phrase, or 505); responses that fail are dropped.
+//!
 //! ```
 //! use bytes::Bytes;
 //! use peering_proto::msg::{HeaderName, Message, Method};
