@@ -23,7 +23,9 @@ macro_rules! header_names {
         #[non_exhaustive]
         pub enum HeaderName {
             $( $(#[$doc])* $variant, )*
-            /// Any other header, spelled as received.
+            /// Any other header, spelled as received. Build names with
+            /// [`HeaderName::parse`]: an `Other` holding a known name (or a
+            /// compact form) does not equal that name's variant.
             Other(String),
         }
 

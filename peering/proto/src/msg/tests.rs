@@ -60,6 +60,20 @@ fn header_names_are_case_insensitive_and_compact_forms_map() {
 }
 
 #[test]
+fn messages_cross_threads() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    send_sync::<Message>();
+    send_sync::<Editor>();
+    send_sync::<ParseError>();
+    send_sync::<StreamDecoder>();
+    // A clone shares the buffer and the typed views built so far.
+    let m = msg(INVITE);
+    let c = m.clone();
+    assert_eq!(c.as_bytes().as_ptr(), m.as_bytes().as_ptr());
+    assert!(std::ptr::eq(c.from(), m.from()));
+}
+
+#[test]
 fn methods_are_case_sensitive() {
     assert_eq!("INVITE".parse::<Method>().unwrap(), Method::Invite);
     assert_eq!(
