@@ -1,9 +1,10 @@
-//! The command line: `peering node`, `peering check-config`, `--version`.
+//! The command line: `peering node`, `check-config`, `migrate`, `enum`,
+//! `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::env::{ENV_CONFIG, Strings};
@@ -24,24 +25,92 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The configuration file option shared by subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// TOML configuration file (also PEERING_CONFIG); without one the
+    /// defaults apply.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an interconnect node. With no configuration it serves SIP on
-    /// 127.0.0.1:5060 (UDP and TCP) and the admin API on 127.0.0.1:8060.
-    Node {
-        /// TOML configuration file (also PEERING_CONFIG).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    /// 127.0.0.1:5060 (UDP and TCP) and the admin API on 127.0.0.1:8060,
+    /// with the embedded store in ./peering-data.
+    Node(ConfigArg),
     /// Check a configuration file and exit: 0 when valid, 78 when not.
     CheckConfig {
         /// The TOML file.
         file: PathBuf,
     },
+    /// Apply the schema migrations in migrations/ to the configured store.
+    Migrate(ConfigArg),
+    /// Provision the federation's ENUM zone in the store.
+    Enum {
+        /// The configuration (for the store and `[enum_zone]`).
+        #[command(flatten)]
+        config: ConfigArg,
+        /// What to do.
+        #[command(subcommand)]
+        action: EnumAction,
+    },
 }
 
-/// Loads the configuration a `node` command names, or the defaults.
+/// `peering enum ...`.
+#[derive(Debug, Subcommand)]
+pub enum EnumAction {
+    /// List the provisioned NAPTR records.
+    List,
+    /// Add one NAPTR record for a number or a number range.
+    Add {
+        /// The number (`+4721345678`) or, with `--range`, the prefix.
+        #[arg(long)]
+        number: String,
+        /// Every number that starts with `--number`.
+        #[arg(long)]
+        range: bool,
+        /// The member that owns the number.
+        #[arg(long)]
+        member: String,
+        /// Shorthand for a terminal `E2U+sip` record that maps the number to
+        /// this SIP URI (`!^.*$!URI!`).
+        #[arg(long, conflicts_with = "regexp")]
+        uri: Option<String>,
+        /// NAPTR ORDER.
+        #[arg(long, default_value_t = 10)]
+        order: u16,
+        /// NAPTR PREFERENCE.
+        #[arg(long, default_value_t = 10)]
+        preference: u16,
+        /// NAPTR FLAGS.
+        #[arg(long, default_value = "u")]
+        flags: String,
+        /// NAPTR SERVICES.
+        #[arg(long, default_value = "E2U+sip")]
+        services: String,
+        /// NAPTR REGEXP (when `--uri` is not given).
+        #[arg(long)]
+        regexp: Option<String>,
+        /// NAPTR REPLACEMENT.
+        #[arg(long, default_value = ".")]
+        replacement: String,
+        /// TTL in seconds.
+        #[arg(long, default_value_t = 300)]
+        ttl: u32,
+    },
+    /// Remove a record by the id `list` shows.
+    Remove {
+        /// The record id.
+        id: i64,
+    },
+    /// Print the zone as a standard master file.
+    Export,
+}
+
+/// Loads the configuration a command names, or the defaults.
 pub fn load_config(path: Option<PathBuf>, env: &dyn Strings) -> Result<Config, ExitCode> {
     let path = path.or_else(|| env.get(ENV_CONFIG).map(PathBuf::from));
     match path {

@@ -26,11 +26,14 @@
 
 pub mod admin;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod enum_routing;
 pub mod env;
+pub mod identity;
 pub mod metrics;
 pub mod node;
 pub mod router;
 pub mod tls;
 pub mod transport;
+pub mod zone_service;

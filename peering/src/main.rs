@@ -1,6 +1,7 @@
 //! The `peering` binary: parses the command line, sets up logging and runs
 //! the library.
 
+use std::future::Future;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -13,7 +14,9 @@ fn init_tracing(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -21,8 +24,31 @@ fn init_tracing(config: &Config) {
     }
 }
 
+/// Runs `work` on a multi-threaded runtime and turns its outcome into an
+/// exit code, printing the error chain once.
+fn run(work: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("peering: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peering: {e:#}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let env = ProcessEnv;
     match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(_) => {
@@ -34,29 +60,29 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Node { config } => {
-            let config = match load_config(config, &ProcessEnv) {
+        Command::Node(arg) => {
+            let config = match load_config(arg.config, &env) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             init_tracing(&config);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("peering: cannot start the runtime: {e}");
-                    return ExitCode::from(EXIT_RUNTIME);
-                }
+            run(peering::node::run(config))
+        }
+        Command::Migrate(arg) => {
+            let config = match load_config(arg.config, &env) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
-            match runtime.block_on(peering::node::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("peering: {e:#}");
-                    ExitCode::from(EXIT_RUNTIME)
-                }
-            }
+            init_tracing(&config);
+            run(async move { peering::commands::migrate(&config, &env).await })
+        }
+        Command::Enum { config, action } => {
+            let config = match load_config(config.config, &env) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_tracing(&config);
+            run(async move { peering::commands::enum_command(&config, &env, action).await })
         }
     }
 }

@@ -27,10 +27,12 @@ use tracing::{debug, info, warn};
 use crate::admin;
 use crate::config::{Config, TransportKind};
 use crate::enum_routing::EnumRouter;
+use crate::env::ProcessEnv;
 use crate::metrics::Metrics;
 use crate::router::{FirstMatch, Pipeline, RouteRequest, Router, Screen, StaticRouter};
 use crate::tls;
 use crate::transport::{Bound, Input, ListenSpec, StreamSettings, Transports};
+use crate::zone_service::ZoneService;
 
 /// A running node.
 #[derive(Debug)]
@@ -41,6 +43,8 @@ pub struct NodeHandle {
     pub admin: Option<SocketAddr>,
     /// The node's metrics.
     pub metrics: Arc<Metrics>,
+    /// The ENUM zone service, when `[enum_zone]` is configured.
+    pub zone: Option<ZoneService>,
     shutdown: watch::Sender<bool>,
     core: JoinHandle<()>,
 }
@@ -59,6 +63,9 @@ impl NodeHandle {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.core.await;
+        if let Some(zone) = self.zone {
+            zone.shutdown().await;
+        }
     }
 
     /// Waits until the core stops by itself.
@@ -84,7 +91,13 @@ fn transport_of(kind: TransportKind) -> Transport {
 /// (authentication, Identity, policy) in front of the destinations (the
 /// static table first, then ENUM).
 pub fn build_router(config: &Config) -> anyhow::Result<Arc<dyn Router>> {
-    let screens: Vec<Arc<dyn Screen>> = Vec::new();
+    let mut screens: Vec<Arc<dyn Screen>> = Vec::new();
+    if let Some(section) = &config.identity {
+        screens.push(
+            crate::identity::screen(section, &config.node.name)
+                .context("setting up the [identity] section")?,
+        );
+    }
     let mut destinations: Vec<Arc<dyn Router>> = vec![Arc::new(StaticRouter::new(&config.routes))];
     if let Some(section) = &config.enum_routing {
         let router = EnumRouter::new(section).context("setting up the ENUM resolver")?;
@@ -108,6 +121,15 @@ pub async fn start_with_router(
     router: Arc<dyn Router>,
 ) -> anyhow::Result<NodeHandle> {
     let metrics = Arc::new(Metrics::default());
+    let store = crate::commands::prepare_store(&config, &ProcessEnv).await?;
+    let zone = match &config.enum_zone {
+        Some(section) => Some(
+            ZoneService::start(section.clone(), store.clone())
+                .await
+                .context("starting the ENUM zone service")?,
+        ),
+        None => None,
+    };
     let (input_tx, input_rx) = mpsc::channel(16 * 1024);
     let (tls_acceptor, tls_connector) = match &config.tls {
         Some(section) => (
@@ -199,6 +221,7 @@ pub async fn start_with_router(
         sip: bound,
         admin: admin_addr,
         metrics,
+        zone,
         shutdown: shutdown_tx,
         core,
     })

@@ -1,13 +1,27 @@
 //! rustls configurations for the node's TLS listeners and outbound TLS,
-//! built from the `[tls]` section (ring is the one crypto provider).
+//! built from the `[tls]` section with `peering-identity`'s
+//! [`TlsSettings`] (ring is the one crypto provider):
+//!
+//! * several CA files as trust anchors, intermediates sent by the peer;
+//! * CRLs from the operator (`crl`), optionally required (`require_crl`);
+//! * TLS 1.2 as the floor (`min_version = "1.3"` raises it) and a cipher
+//!   policy by suite name (`cipher_suites`);
+//! * inbound: a client certificate is demanded (mutual TLS) and the
+//!   [`crate::identity`] screen binds the connection to a member by its
+//!   RFC 5922 domains;
+//! * outbound: the server certificate must identify the domain the node
+//!   connects to by RFC 5922 (`sip:` URI or DNS SAN, no wildcards); a
+//!   target given as an IP address is checked against the certificate's IP
+//!   addresses instead.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use rustls::RootCertStore;
-use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use peering_identity::tls::{MinVersion, SipServerVerifier, TlsSettings};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::config::TlsSection;
@@ -16,123 +30,202 @@ use crate::config::TlsSection;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TlsError {
-    /// A PEM file could not be read or holds nothing usable.
-    #[error("{path}: {reason}")]
-    Pem {
+    /// A file could not be read, holds nothing usable, or names an unknown
+    /// cipher suite.
+    #[error(transparent)]
+    Material(#[from] peering_identity::Error),
+    /// The node's certificate file holds no certificate.
+    #[error("{path}: no certificate found")]
+    NoCertificate {
         /// The file.
         path: String,
-        /// What is wrong.
-        reason: String,
     },
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(#[from] rustls::Error),
-    /// The client verifier could not be built (for example no CA).
-    #[error("client certificate verifier: {0}")]
-    Verifier(String),
+    /// The server verifier could not be built (for example no CA).
+    #[error("server certificate verifier: {0}")]
+    Verifier(#[from] rustls::client::VerifierBuilderError),
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem_err = |reason: String| TlsError::Pem {
-        path: path.display().to_string(),
-        reason,
-    };
-    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_err(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| pem_err(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(pem_err("no certificate found".to_owned()));
+/// The [`TlsSettings`] a `[tls]` section describes.
+pub fn settings(section: &TlsSection) -> Result<TlsSettings, TlsError> {
+    let ca: Vec<&std::path::Path> = section.ca.iter().map(AsRef::as_ref).collect();
+    let crl: Vec<&std::path::Path> = section.crl.iter().map(AsRef::as_ref).collect();
+    let mut settings =
+        TlsSettings::from_pem_files(&section.certificate, &section.private_key, &ca, &crl)?;
+    if settings.cert_chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: section.certificate.display().to_string(),
+        });
     }
-    Ok(certs)
+    settings.require_crl = section.require_crl;
+    settings.cipher_suites.clone_from(&section.cipher_suites);
+    settings.min_version = if section.min_version == "1.3" {
+        MinVersion::Tls13
+    } else {
+        MinVersion::Tls12
+    };
+    Ok(settings)
 }
 
-fn load_roots(paths: &[impl AsRef<Path>]) -> Result<RootCertStore, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for path in paths {
-        for cert in load_certs(path.as_ref())? {
-            roots.add(cert).map_err(|e| TlsError::Pem {
-                path: path.as_ref().display().to_string(),
-                reason: e.to_string(),
-            })?;
+/// The ring provider narrowed to the configured cipher suites.
+fn provider(settings: &TlsSettings) -> Result<Arc<CryptoProvider>, TlsError> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if !settings.cipher_suites.is_empty() {
+        let mut chosen = Vec::new();
+        for name in &settings.cipher_suites {
+            let suite = provider
+                .cipher_suites
+                .iter()
+                .find(|s| {
+                    s.suite()
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(name))
+                })
+                .ok_or_else(|| peering_identity::Error::UnknownCipherSuite {
+                    name: name.clone(),
+                })?;
+            chosen.push(*suite);
         }
+        provider.cipher_suites = chosen;
     }
-    Ok(roots)
+    Ok(Arc::new(provider))
 }
 
-/// The acceptor for TLS listeners: the node's certificate, TLS 1.2 and 1.3,
-/// and (when `require_client_certificate`) mutual TLS against `ca`.
+fn versions(settings: &TlsSettings) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    static BOTH: [&rustls::SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
+    static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    match settings.min_version {
+        MinVersion::Tls12 => &BOTH,
+        MinVersion::Tls13 => &TLS13_ONLY,
+    }
+}
+
+/// The acceptor for TLS listeners: the node's certificate and (when
+/// `require_client_certificate`, the default) mutual TLS against `ca` with
+/// the CRLs, version floor and cipher policy of the section.
 pub fn acceptor(section: &TlsSection) -> Result<TlsAcceptor, TlsError> {
-    let certs = load_certs(&section.certificate)?;
-    let key = PrivateKeyDer::from_pem_file(&section.private_key).map_err(|e| TlsError::Pem {
-        path: section.private_key.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = if section.require_client_certificate {
-        let roots = Arc::new(load_roots(&section.ca)?);
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
-            .build()
-            .map_err(|e| TlsError::Verifier(e.to_string()))?;
-        builder.with_client_cert_verifier(verifier)
+    let settings = settings(section)?;
+    let config = if section.require_client_certificate {
+        settings.server_config()?
     } else {
-        builder.with_no_client_auth()
+        Arc::new(
+            rustls::ServerConfig::builder_with_provider(provider(&settings)?)
+                .with_protocol_versions(versions(&settings))?
+                .with_no_client_auth()
+                .with_single_cert(settings.cert_chain.clone(), settings.key.clone_key())?,
+        )
     };
-    let config = builder.with_single_cert(certs, key)?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(TlsAcceptor::from(config))
 }
 
-/// The connector for outbound TLS: verifies servers against `ca` and
-/// presents the node's certificate for mutual TLS.
+/// The connector for outbound TLS: presents the node's certificate and
+/// verifies the terminating side by RFC 5922 (see the module docs).
 pub fn connector(section: &TlsSection) -> Result<TlsConnector, TlsError> {
-    let certs = load_certs(&section.certificate)?;
-    let key = PrivateKeyDer::from_pem_file(&section.private_key).map_err(|e| TlsError::Pem {
-        path: section.private_key.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let roots = load_roots(&section.ca)?;
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let config = if section.verify_server {
-        builder
-            .with_root_certificates(roots)
-            .with_client_auth_cert(certs, key)?
+    let settings = settings(section)?;
+    let provider = provider(&settings)?;
+    let verifier: Arc<dyn ServerCertVerifier> = if section.verify_server {
+        Arc::new(FederationVerifier::new(&settings, provider.clone())?)
     } else {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
-            .with_client_auth_cert(certs, key)?
+        Arc::new(NoVerify(provider.clone()))
     };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions(&settings))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(settings.cert_chain.clone(), settings.key.clone_key())?;
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// Accepts any server certificate (`verify_server = false`, lab use only).
+/// RFC 5922 for domain names ([`SipServerVerifier`]), webpki's IP address
+/// check for targets given as addresses.
 #[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+struct FederationVerifier {
+    sip: SipServerVerifier,
+    ip: Arc<WebPkiServerVerifier>,
+}
 
-impl rustls::client::danger::ServerCertVerifier for NoVerify {
+impl FederationVerifier {
+    fn new(settings: &TlsSettings, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for anchor in &settings.trust_anchors {
+            roots.add(anchor.clone())?;
+        }
+        let mut ip = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .with_crls(settings.crls.iter().cloned());
+        if !settings.require_crl {
+            ip = ip.allow_unknown_revocation_status();
+        }
+        Ok(Self {
+            sip: SipServerVerifier::new(settings, provider)?,
+            ip: ip.build()?,
+        })
+    }
+}
+
+impl ServerCertVerifier for FederationVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &rustls_pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls_pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verifier: &dyn ServerCertVerifier = match server_name {
+            ServerName::IpAddress(_) => self.ip.as_ref(),
+            _ => &self.sip,
+        };
+        verifier.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.ip.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.ip.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.ip.supported_verify_schemes()
+    }
+}
+
+/// Accepts any server certificate (`verify_server = false`, lab use only).
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(
             message,
             cert,
@@ -145,8 +238,8 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(
             message,
             cert,
@@ -155,7 +248,7 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         )
     }
 
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }

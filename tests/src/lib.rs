@@ -34,3 +34,13 @@ pub fn free_port() -> u16 {
 pub fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
+
+/// Parses a node configuration for a test and points its data folder (the
+/// embedded store) at a fresh temporary folder, returned with it: keep it
+/// alive as long as the node runs.
+pub fn node_config(toml: &str) -> (peering::config::Config, tempfile::TempDir) {
+    let mut config = peering::config::Config::from_toml(toml).expect("valid test configuration");
+    let dir = tempfile::tempdir().expect("tempdir");
+    config.node.data_dir = Some(dir.path().join("data"));
+    (config, dir)
+}

@@ -62,9 +62,19 @@ pub struct Config {
     /// `[enum]`: ENUM routing of telephone numbers.
     #[serde(default, rename = "enum")]
     pub enum_routing: Option<crate::enum_routing::EnumSection>,
+    /// `[identity]`: peer authentication, P-Asserted-Identity trust and
+    /// caller identity (STIR/SHAKEN, RFC 4474); see `docs/identity.md`.
+    #[serde(default)]
+    pub identity: Option<crate::identity::IdentitySection>,
     /// `[[route]]`: the static routing table.
     #[serde(default, rename = "route")]
     pub routes: Vec<RouteEntry>,
+    /// `[store]`: where the federation registry and the ENUM zone live.
+    #[serde(default)]
+    pub store: StoreSection,
+    /// `[enum_zone]`: the federation's ENUM zone, served from the store.
+    #[serde(default)]
+    pub enum_zone: Option<crate::zone_service::ZoneSection>,
     /// `[admin]`: the admin HTTP API (health and metrics).
     #[serde(default)]
     pub admin: AdminSection,
@@ -84,8 +94,20 @@ pub struct NodeSection {
     #[serde(default = "default_grace_period")]
     pub grace_period_secs: u64,
     /// Folder for the embedded store and other local state.
-    #[serde(default = "default_data_dir")]
-    pub data_dir: PathBuf,
+    /// Unset means `peering-data` in the working directory; a relative path
+    /// written in the file resolves against the file's folder.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl NodeSection {
+    /// The data folder: as configured, or `peering-data` in the working
+    /// directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("peering-data"))
+    }
 }
 
 impl Default for NodeSection {
@@ -93,7 +115,7 @@ impl Default for NodeSection {
         Self {
             name: default_node_name(),
             grace_period_secs: default_grace_period(),
-            data_dir: default_data_dir(),
+            data_dir: None,
         }
     }
 }
@@ -103,9 +125,6 @@ fn default_node_name() -> String {
 }
 fn default_grace_period() -> u64 {
     10
-}
-fn default_data_dir() -> PathBuf {
-    PathBuf::from("peering-data")
 }
 
 /// Transport protocol of a listener.
@@ -239,6 +258,24 @@ pub struct TlsSection {
     /// off is for lab use only.
     #[serde(default = "default_true")]
     pub verify_server: bool,
+    /// CRL files (PEM or DER) checked for peers' certificates.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+    /// Refuse peers whose issuer has no CRL in `crl` (default: check only
+    /// where a CRL is given).
+    #[serde(default)]
+    pub require_crl: bool,
+    /// Lowest TLS version: `"1.2"` (default) or `"1.3"`.
+    #[serde(default = "default_tls_min_version")]
+    pub min_version: String,
+    /// Cipher suites allowed, by IANA/rustls name (for example
+    /// `TLS13_AES_256_GCM_SHA384`); empty means the provider's defaults.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+}
+
+fn default_tls_min_version() -> String {
+    "1.2".to_owned()
 }
 
 /// `[timers]`: RFC 3261 §17 timer bases, in milliseconds.
@@ -303,6 +340,32 @@ pub struct RouteEntry {
     pub domain: Option<String>,
     /// Ordered target URIs; later ones are failover targets.
     pub targets: Vec<String>,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `postgres://user@host/db` for a federation of several nodes, or
+    /// `sqlite:PATH` for the embedded store. Default: the embedded store in
+    /// `<node.data_dir>/registry.db`. `PEERING_DATABASE_URL` overrides it.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl Config {
+    /// The store URL: the environment, then `[store] url`, then the
+    /// embedded default under the data folder.
+    pub fn store_url(&self, env: &dyn crate::env::Strings) -> String {
+        env.get(crate::env::ENV_DATABASE_URL)
+            .or_else(|| self.store.url.clone())
+            .unwrap_or_else(|| {
+                format!(
+                    "sqlite:{}",
+                    self.node.data_dir().join("registry.db").display()
+                )
+            })
+    }
 }
 
 /// `[admin]`.
@@ -391,11 +454,23 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        fix(&mut self.node.data_dir);
+        if let Some(dir) = &mut self.node.data_dir {
+            fix(dir);
+        }
+        if let Some(url) = &mut self.store.url
+            && let Some(path) = url.strip_prefix("sqlite:")
+            && Path::new(path).is_relative()
+        {
+            *url = format!("sqlite:{}", base.join(path).display());
+        }
         if let Some(tls) = &mut self.tls {
             fix(&mut tls.certificate);
             fix(&mut tls.private_key);
             tls.ca.iter_mut().for_each(fix);
+            tls.crl.iter_mut().for_each(fix);
+        }
+        if let Some(identity) = &mut self.identity {
+            identity.resolve_paths(base);
         }
     }
 
@@ -460,6 +535,16 @@ impl Config {
                     ));
                 }
             }
+        }
+        if let Some(tls) = &self.tls
+            && !matches!(tls.min_version.as_str(), "1.2" | "1.3")
+        {
+            return Err(invalid("tls.min_version", "must be \"1.2\" or \"1.3\""));
+        }
+        if let Some(identity) = &self.identity
+            && let Err((key, reason)) = identity.validate()
+        {
+            return Err(ConfigError::Invalid { key, reason });
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid("log.format", "must be `text` or `json`"));

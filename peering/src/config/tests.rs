@@ -85,7 +85,7 @@ fn relative_paths_resolve_against_the_file() {
     )
     .expect("write");
     let config = Config::load(&path).expect("loads");
-    assert_eq!(config.node.data_dir, dir.path().join("state"));
+    assert_eq!(config.node.data_dir, Some(dir.path().join("state")));
     let tls = config.tls.expect("tls");
     assert_eq!(tls.certificate, dir.path().join("certs/node.pem"));
     assert_eq!(tls.private_key, PathBuf::from("/abs/key.pem"));

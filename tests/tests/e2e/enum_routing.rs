@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use peering::config::Config;
 use peering::node::NodeHandle;
 use peering_proto::proxy::Transport;
 use peering_tests::free_port;
@@ -50,8 +49,8 @@ chain NAPTR 10 10 "u" "E2U+sip" "!^.*$!{four}!" .
     )
 }
 
-async fn node(dns: std::net::SocketAddr) -> NodeHandle {
-    let config = Config::from_toml(&format!(
+async fn node(dns: std::net::SocketAddr) -> (NodeHandle, tempfile::TempDir) {
+    let (config, data) = peering_tests::node_config(&format!(
         r#"
 [node]
 grace_period_secs = 0
@@ -66,9 +65,11 @@ lookup_timeout_ms = 2000
 [admin]
 listen = "127.0.0.1:0"
 "#
-    ))
-    .expect("config");
-    peering::node::start(config).await.expect("node starts")
+    ));
+    (
+        peering::node::start(config).await.expect("node starts"),
+        data,
+    )
 }
 
 /// Places a call to `uri` and returns the final status and the user part
@@ -94,7 +95,7 @@ async fn enum_routes_as_the_rfcs_say() {
     let callee = Callee::start(0, Answer::RingThenAnswer).await;
     let dead = free_port();
     let knot = Knot::start(&[("e164.arpa", zone(callee.addr.port(), dead))], None);
-    let node = node(knot.addr).await;
+    let (node, _data) = node(knot.addr).await;
     let cases: &[(&str, Option<u16>, Option<&str>)] = &[
         (
             "sip:+4721345601@node.test;user=phone",
@@ -140,7 +141,7 @@ async fn dns_timeout_gives_503() {
     let silent = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let node = node(silent.local_addr().expect("addr")).await;
+    let (node, _data) = node(silent.local_addr().expect("addr")).await;
     let callee = Callee::start(0, Answer::RingThenAnswer).await;
     let (status, user) = call(&node, &callee, "sip:+4721345601@node.test").await;
     assert_eq!(status, Some(503));

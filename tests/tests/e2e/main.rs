@@ -2,5 +2,6 @@
 //! the harness in `peering-tests`.
 
 mod enum_routing;
+mod identity;
 mod relay;
 mod torture;

@@ -103,7 +103,8 @@ targets = [{targets}]
         t1 = opts.t1_ms,
         targets = targets.join(", ")
     );
-    let config = Config::from_toml(&toml).expect("node config");
+    let mut config = Config::from_toml(&toml).expect("node config");
+    config.node.data_dir = Some(dir.path().join("data"));
     let node = peering::node::start(config).await.expect("node starts");
     let node_addr = node
         .addr(opts.inbound)
@@ -373,7 +374,7 @@ async fn outbound_tcp_connection_is_reused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_udp_and_tcp_listeners_answer() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let config = Config::from_toml(
+    let (config, _data) = peering_tests::node_config(
         r#"
 [node]
 grace_period_secs = 0
@@ -386,8 +387,7 @@ address = "[::1]:0"
 [admin]
 listen = "127.0.0.1:0"
 "#,
-    )
-    .expect("config");
+    );
     let node = peering::node::start(config).await.expect("node on ::1");
     let udp_addr = node.addr(Transport::Udp).expect("udp");
     let options = |me: std::net::SocketAddr| {

@@ -64,6 +64,8 @@ address = "127.0.0.1:0"
 [timers]
 t1_ms = 50
 t4_ms = 500
+[store]
+url = "sqlite::memory:"
 [admin]
 listen = "127.0.0.1:0"
 "#,

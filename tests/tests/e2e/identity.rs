@@ -1,0 +1,690 @@
+//! Caller identity and peer authentication through a running node:
+//! STIR/SHAKEN interop with `secsipidx` (Debian's package) in both
+//! directions, the RFC 8224 failure codes, P-Asserted-Identity trust, the
+//! shipped `examples/identity.toml`, and mutual TLS with a real Kamailio
+//! TLS client.
+//!
+//! ```text
+//! UAC ──UDP (Identity by secsipidx)──► node ──UDP──► callee
+//! caller ──UDP──► Kamailio ──TLS (member certificate)──► node ──UDP──► callee
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use bytes::Bytes;
+use peering::config::Config;
+use peering::node::NodeHandle;
+use peering_proto::msg::{HeaderName, Message};
+use peering_proto::proxy::Transport;
+use peering_tests::kamailio::{EdgeProxy, KamailioTls};
+use peering_tests::pki::Leaf;
+use peering_tests::tools::require;
+use peering_tests::ua::{Answer, Call, Callee, token};
+use peering_tests::free_port;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
+use tokio::net::UdpSocket;
+
+const WAIT: Duration = Duration::from_secs(5);
+const ORIG: &str = "12155550100";
+const DEST: &str = "12155550101";
+const X5U: &str = "https://sti.example.net/certs/sp.pem";
+
+/// A throw-away CA for STI and TLS certificates.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Ca {
+    fn new(cn: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        Self {
+            issuer: CertifiedIssuer::self_signed(params, key).expect("CA"),
+        }
+    }
+
+    fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A P-256 leaf with DNS/IP/`sip:` SANs for client and server use;
+    /// returns the certificate PEM and the key.
+    fn leaf(
+        &self,
+        cn: &str,
+        sans: &[&str],
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> (String, KeyPair) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        for san in sans {
+            params.subject_alt_names.push(if let Ok(ip) = san.parse() {
+                SanType::IpAddress(ip)
+            } else if san.starts_with("sip:") {
+                SanType::URI((*san).try_into().expect("uri"))
+            } else {
+                SanType::DnsName((*san).try_into().expect("dns"))
+            });
+        }
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        edit(&mut params);
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf");
+        (cert.pem(), key)
+    }
+
+    /// A leaf written as `dir/<stem>.crt` and `dir/<stem>.key`.
+    fn leaf_files(
+        &self,
+        dir: &Path,
+        stem: &str,
+        sans: &[&str],
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
+        let (pem, key) = self.leaf(stem, sans, edit);
+        let leaf = Leaf {
+            cert: dir.join(format!("{stem}.crt")),
+            key: dir.join(format!("{stem}.key")),
+        };
+        std::fs::write(&leaf.cert, pem).expect("write cert");
+        std::fs::write(&leaf.key, key.serialize_pem()).expect("write key");
+        leaf
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// An STI PKI on disk: `sti-ca/` with the trusted CA, `sti-repo/` with the
+/// signing certificate (`sp.pem`), a certificate of another key from the
+/// same CA (`other-key.pem`), one from an untrusted CA (`rogue.pem`), and
+/// the signing key and its public key for `secsipidx`.
+struct Sti {
+    dir: tempfile::TempDir,
+}
+
+impl Sti {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Ca::new("STI-CA e2e");
+        let rogue = Ca::new("rogue STI-CA");
+        let (ca_dir, repo) = (dir.path().join("sti-ca"), dir.path().join("sti-repo"));
+        std::fs::create_dir_all(&ca_dir).expect("mkdir");
+        std::fs::create_dir_all(&repo).expect("mkdir");
+        std::fs::write(ca_dir.join("ca.pem"), ca.pem()).expect("ca");
+        let (sp, key) = ca.leaf("SHAKEN SP e2e", &[], |_| {});
+        std::fs::write(repo.join("sp.pem"), sp).expect("sp");
+        std::fs::write(dir.path().join("sp.key"), key.serialize_pem()).expect("key");
+        std::fs::write(dir.path().join("sp.pub"), key.public_key_pem()).expect("pub");
+        let (other, _) = ca.leaf("other key", &[], |_| {});
+        std::fs::write(repo.join("other-key.pem"), other).expect("other");
+        // The rogue certificate certifies the right key, but nobody trusts
+        // its CA.
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "rogue SP");
+        let rogue_cert = params.signed_by(&key, &rogue.issuer).expect("rogue");
+        std::fs::write(repo.join("rogue.pem"), rogue_cert.pem()).expect("rogue");
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `[identity]` lines pointing at this PKI.
+    fn identity_toml(&self) -> String {
+        format!(
+            "sti_ca = \"{}\"\nrepository = \"{}\"\n",
+            self.path("sti-ca").display(),
+            self.path("sti-repo").display()
+        )
+    }
+}
+
+/// An Identity header value signed by `secsipidx` with `key`.
+fn secsipidx_sign(key: &Path, x5u: &str, extra: &[&str]) -> String {
+    let out = Command::new(require("secsipidx", "secsipidx"))
+        .arg("-sign-full")
+        .arg("-k")
+        .arg(key)
+        .args(["-o", ORIG, "-d", DEST, "-a", "A", "-x5u", x5u])
+        .args(["-orig-id", "2b8f2f5e-47c6-4b7e-9b3f-6d5f0c1a8e21"])
+        .args(extra)
+        .output()
+        .expect("run secsipidx");
+    assert!(
+        out.status.success(),
+        "secsipidx -sign-full failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// Whether `secsipidx` verifies `identity` with the public key `public`.
+fn secsipidx_check(dir: &Path, identity: &str, public: &Path) -> (bool, String) {
+    let file = dir.join("received-identity.txt");
+    std::fs::write(&file, identity).expect("write identity");
+    let out = Command::new(require("secsipidx", "secsipidx"))
+        .arg("-check")
+        .arg("-fidentity")
+        .arg(&file)
+        .arg("-p")
+        .arg(public)
+        .args(["-expire", "60"])
+        .output()
+        .expect("run secsipidx");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A scripted caller on a chosen loopback address, with free-form headers.
+struct Uac {
+    socket: UdpSocket,
+    addr: SocketAddr,
+}
+
+struct Outcome {
+    status: Option<u16>,
+    response: Option<Message>,
+}
+
+impl Uac {
+    async fn bind(ip: [u8; 4]) -> Self {
+        let socket = UdpSocket::bind(SocketAddr::from((ip, 0)))
+            .await
+            .expect("bind UAC");
+        let addr = socket.local_addr().expect("addr");
+        Self { socket, addr }
+    }
+
+    /// Sends an INVITE from `+ORIG` to `+DEST` with `extra` header lines
+    /// and waits for the final response (ACKing a non-2xx one).
+    async fn invite(&self, node: SocketAddr, extra: &[(&str, &str)]) -> Outcome {
+        let (branch, tag, call_id) = (format!("z9hG4bK{}", token()), token(), token());
+        let uri = format!("sip:+{DEST}@{node}");
+        let me = self.addr;
+        let mut text = format!(
+            "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+{ORIG}@{ip};user=phone>;tag={tag}\r\n\
+             To: <sip:+{DEST}@{nip};user=phone>\r\nCall-ID: {call_id}@e2e\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:caller@{me}>\r\n",
+            ip = me.ip(),
+            nip = node.ip()
+        );
+        for (name, value) in extra {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut buf = vec![0u8; 65_535];
+        self.socket.send_to(text.as_bytes(), node).await.expect("send");
+        loop {
+            let got = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await;
+            let Ok(Ok((len, _))) = got else {
+                return Outcome {
+                    status: None,
+                    response: None,
+                };
+            };
+            let Ok(msg) = Message::parse(Bytes::copy_from_slice(&buf[..len])) else {
+                continue;
+            };
+            let Some(status) = msg.status() else {
+                continue;
+            };
+            if status < 200 {
+                continue;
+            }
+            if status >= 300 {
+                let to = msg.header(&HeaderName::To).unwrap_or_default().trim();
+                let ack = format!(
+                    "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\n\
+                     Max-Forwards: 70\r\nFrom: <sip:+{ORIG}@{ip};user=phone>;tag={tag}\r\n\
+                     To: {to}\r\nCall-ID: {call_id}@e2e\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                    ip = me.ip()
+                );
+                self.socket.send_to(ack.as_bytes(), node).await.expect("ack");
+            }
+            return Outcome {
+                status: Some(status),
+                response: Some(msg),
+            };
+        }
+    }
+}
+
+/// A node on UDP relaying `+` to `callee` with the given `[identity]` body.
+async fn node_with(identity: &str, callee: SocketAddr) -> (NodeHandle, tempfile::TempDir) {
+    let toml = format!(
+        r#"
+[node]
+grace_period_secs = 0
+[[sip.listen]]
+transport = "udp"
+address = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[[route]]
+prefix = "+"
+targets = ["sip:{callee}"]
+[identity]
+{identity}
+"#
+    );
+    let mut config = Config::from_toml(&toml).expect("node config");
+    let data = tempfile::tempdir().expect("tempdir");
+    config.node.data_dir = Some(data.path().join("data"));
+    let node = peering::node::start(config).await.expect("node starts");
+    (node, data)
+}
+
+fn udp(node: &NodeHandle) -> SocketAddr {
+    node.addr(Transport::Udp).expect("udp listener")
+}
+
+fn invites(callee: &Callee) -> usize {
+    callee.log().invite_uris.len()
+}
+
+/// The Identity header value of a SIP message text.
+fn identity_of(text: &str) -> Option<String> {
+    let msg = Message::parse(Bytes::copy_from_slice(text.as_bytes())).ok()?;
+    msg.header(&HeaderName::Identity).map(|v| v.trim().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secsipidx_signed_calls_pass_and_forgeries_get_rfc8224_codes() {
+    let sti = Sti::new();
+    let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    let (node, _data) = node_with(
+        &format!("require = true\n{}", sti.identity_toml()),
+        callee.addr,
+    )
+    .await;
+    let uac = Uac::bind([127, 0, 0, 1]).await;
+    let key = sti.path("sp.key");
+
+    // A header signed by secsipidx verifies and the call is relayed with it.
+    let good = secsipidx_sign(&key, X5U, &[]);
+    let out = uac.invite(udp(&node), &[("Identity", &good)]).await;
+    assert_eq!(out.status, Some(200), "signed call relayed");
+    assert_eq!(invites(&callee), 1);
+    let relayed = callee.log().first_invite.expect("callee saw the INVITE");
+    assert_eq!(identity_of(&relayed).as_deref(), Some(good.as_str()));
+
+    // The same PASSporT again (another call) is a replay.
+    let out = uac.invite(udp(&node), &[("Identity", &good)]).await;
+    assert_eq!(out.status, Some(403), "replay refused");
+    let reason = out.response.as_ref().and_then(|r| r.reason().map(str::to_owned));
+    assert_eq!(reason.as_deref(), Some("Replayed Identity"));
+
+    // Tampered claims: the attestation raised after signing, the signature
+    // kept.
+    let fresh = secsipidx_sign(&key, X5U, &[]);
+    let (jws, params) = fresh.split_once(';').expect("params");
+    let mut parts = jws.split('.');
+    let (h, p, s) = (
+        parts.next().expect("h"),
+        parts.next().expect("p"),
+        parts.next().expect("s"),
+    );
+    let claims = String::from_utf8(B64.decode(p).expect("b64")).expect("json");
+    let forged = claims.replace("\"attest\":\"A\"", "\"attest\":\"B\"");
+    assert_ne!(forged, claims, "claims changed: {claims}");
+    let tampered = format!("{h}.{}.{s};{params}", B64.encode(forged));
+    let out = uac.invite(udp(&node), &[("Identity", &tampered)]).await;
+    assert_eq!(out.status, Some(438), "tampered claims");
+
+    // A stale iat (10 minutes old).
+    let old = (now() - 600).to_string();
+    let stale = secsipidx_sign(&key, X5U, &["-iat", &old]);
+    let out = uac.invite(udp(&node), &[("Identity", &stale)]).await;
+    assert_eq!(out.status, Some(403), "stale iat");
+    let reason = out.response.as_ref().and_then(|r| r.reason().map(str::to_owned));
+    assert_eq!(reason.as_deref(), Some("Stale Date"));
+
+    // Wrong certificates: another key from the trusted CA (the signature
+    // does not verify), the right key certified by an untrusted CA, and a
+    // certificate the repository does not have.
+    let other = secsipidx_sign(&key, "https://sti.example.net/certs/other-key.pem", &[]);
+    let out = uac.invite(udp(&node), &[("Identity", &other)]).await;
+    assert_eq!(out.status, Some(438), "certificate of another key");
+    let rogue = secsipidx_sign(&key, "https://sti.example.net/certs/rogue.pem", &[]);
+    let out = uac.invite(udp(&node), &[("Identity", &rogue)]).await;
+    assert_eq!(out.status, Some(437), "untrusted CA");
+    let missing = secsipidx_sign(&key, "https://elsewhere.example/none.pem", &[]);
+    let out = uac.invite(udp(&node), &[("Identity", &missing)]).await;
+    assert_eq!(out.status, Some(436), "certificate not in the repository");
+
+    // No Identity at all.
+    let out = uac.invite(udp(&node), &[]).await;
+    assert_eq!(out.status, Some(428), "missing Identity");
+    let warning = out
+        .response
+        .as_ref()
+        .and_then(|r| r.header(&HeaderName::Warning));
+    assert!(warning.is_none(), "428 needs no Warning: {warning:?}");
+
+    assert_eq!(invites(&callee), 1, "only the valid call reached the callee");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_signs_and_secsipidx_verifies_what_the_callee_received() {
+    let sti = Sti::new();
+    let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    let (node, _data) = node_with(
+        &format!(
+            "sign_key = \"{}\"\nsign_x5u = \"{X5U}\"\nsign_attestation = \"B\"\nsign_sources = [\"127.0.0.1/32\"]\n{}",
+            sti.path("sp.key").display(),
+            sti.identity_toml()
+        ),
+        callee.addr,
+    )
+    .await;
+    let uac = Uac::bind([127, 0, 0, 1]).await;
+    let out = uac.invite(udp(&node), &[]).await;
+    assert_eq!(out.status, Some(200));
+    let relayed = callee.log().first_invite.expect("callee saw the INVITE");
+    let identity = identity_of(&relayed).expect("the node added an Identity header");
+    assert!(identity.contains(";info=<https://sti.example.net/certs/sp.pem>"));
+    assert!(identity.contains(";ppt=shaken"), "{identity}");
+    let (ok, text) = secsipidx_check(sti.dir.path(), &identity, &sti.path("sp.pub"));
+    assert!(ok, "secsipidx rejects the node's header: {text}\n{identity}");
+    let payload = identity.split('.').nth(1).expect("payload");
+    let claims = String::from_utf8(B64.decode(payload).expect("b64")).expect("json");
+    assert!(claims.contains("\"attest\":\"B\""), "{claims}");
+    assert!(claims.contains(&format!("\"orig\":{{\"tn\":\"{ORIG}\"}}")), "{claims}");
+
+    // A second node that requires Identity accepts the first node's header.
+    let callee2 = Callee::start(0, Answer::RingThenAnswer).await;
+    let (verifier, _data2) = node_with(
+        &format!("require = true\n{}", sti.identity_toml()),
+        callee2.addr,
+    )
+    .await;
+    let (chain, _data3) = node_with(
+        &format!(
+            "sign_key = \"{}\"\nsign_x5u = \"{X5U}\"\nsign_sources = [\"127.0.0.1/32\"]\n",
+            sti.path("sp.key").display()
+        ),
+        udp(&verifier),
+    )
+    .await;
+    let out = uac.invite(udp(&chain), &[]).await;
+    assert_eq!(out.status, Some(200), "signed by one node, verified by the next");
+    assert_eq!(invites(&callee2), 1);
+
+    // A caller outside sign_sources is not signed for.
+    let callee3 = Callee::start(0, Answer::RingThenAnswer).await;
+    let (picky, _data4) = node_with(
+        &format!(
+            "sign_key = \"{}\"\nsign_x5u = \"{X5U}\"\nsign_sources = [\"127.0.0.9/32\"]\n",
+            sti.path("sp.key").display()
+        ),
+        callee3.addr,
+    )
+    .await;
+    let out = uac.invite(udp(&picky), &[]).await;
+    assert_eq!(out.status, Some(200));
+    let relayed = callee3.log().first_invite.expect("callee saw the INVITE");
+    assert_eq!(identity_of(&relayed), None, "not signed for 127.0.0.1");
+
+    for n in [node, verifier, chain, picky] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pai_kept_from_the_trust_domain_and_removed_otherwise() {
+    let pai = "<sip:+12155550100@a.example;user=phone>";
+    // 127.0.0.2 is loopback on Linux: the trusted peer; 127.0.0.1 is not.
+    for (ip, kept) in [([127, 0, 0, 1], false), ([127, 0, 0, 2], true)] {
+        let callee = Callee::start(0, Answer::RingThenAnswer).await;
+        let (node, _data) = node_with("trusted_pai_sources = [\"127.0.0.2/32\"]\n", callee.addr).await;
+        let uac = Uac::bind(ip).await;
+        let out = uac
+            .invite(udp(&node), &[("P-Asserted-Identity", pai)])
+            .await;
+        assert_eq!(out.status, Some(200));
+        let invite = callee.log().first_invite.expect("callee saw the INVITE");
+        let msg = Message::parse(Bytes::copy_from_slice(invite.as_bytes())).expect("parse");
+        let got = msg.header(&HeaderName::PAssertedIdentity).map(str::trim);
+        if kept {
+            assert_eq!(got, Some(pai), "PAI from the trust domain kept:\n{invite}");
+        } else {
+            assert_eq!(got, None, "PAI from outside removed:\n{invite}");
+        }
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_identity_toml_verifies_the_demo_key() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = manifest.join("../examples/identity.toml");
+    let mut config = Config::load(&example).expect("examples/identity.toml loads");
+    let identity = config.identity.clone().expect("[identity]");
+    assert!(identity.require, "the example requires Identity");
+    assert!(
+        identity
+            .sti_ca
+            .as_deref()
+            .is_some_and(|p| p.ends_with("examples/sti-ca") && p.is_dir()),
+        "sti_ca resolves against the file's folder: {:?}",
+        identity.sti_ca
+    );
+    // Same node, but on free ports and towards a callee of this test.
+    let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    for listen in &mut config.sip.listen {
+        listen.address = SocketAddr::from(([127, 0, 0, 1], 0));
+    }
+    config.admin.listen = None;
+    assert_eq!(config.routes.len(), 1);
+    assert_eq!(config.routes[0].targets, vec!["sip:127.0.0.1:5090"]);
+    config.routes[0].targets = vec![format!("sip:{}", callee.addr)];
+    let data = tempfile::tempdir().expect("tempdir");
+    config.node.data_dir = Some(data.path().join("data"));
+    let node = peering::node::start(config).await.expect("node starts");
+
+    let key = manifest.join("../examples/sti-repo/DEMO-ONLY-sp-sample.key");
+    let header = secsipidx_sign(&key, "https://sti.example.net/certs/sp-sample.pem", &[]);
+    let uac = Uac::bind([127, 0, 0, 1]).await;
+    let out = uac.invite(udp(&node), &[("Identity", &header)]).await;
+    assert_eq!(out.status, Some(200), "demo-signed call relayed");
+    let out = uac.invite(udp(&node), &[]).await;
+    assert_eq!(out.status, Some(428), "unsigned call refused");
+    assert_eq!(invites(&callee), 1);
+    node.shutdown().await;
+}
+
+/// Mutual TLS with Kamailio as the member's edge proxy.
+struct TlsSetup {
+    dir: tempfile::TempDir,
+    ca: Ca,
+    ca_file: PathBuf,
+    node: NodeHandle,
+    callee: Callee,
+}
+
+async fn tls_node() -> TlsSetup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("federation CA e2e");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("ca");
+    let node_leaf = ca.leaf_files(dir.path(), "node", &["node.test", "127.0.0.1"], |_| {});
+    let sti = Sti::new();
+    let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    let toml = format!(
+        r#"
+[node]
+grace_period_secs = 0
+[[sip.listen]]
+transport = "udp"
+address = "127.0.0.1:0"
+[[sip.listen]]
+transport = "tls"
+address = "127.0.0.1:0"
+[tls]
+certificate = "{cert}"
+private_key = "{key}"
+ca = ["{ca}"]
+[admin]
+listen = "127.0.0.1:0"
+[[route]]
+prefix = "+"
+targets = ["sip:{callee}"]
+[identity]
+sign_key = "{sign_key}"
+sign_x5u = "{X5U}"
+sign_members = ["member-a"]
+[identity.tls_members]
+"member-a.test" = "member-a"
+"#,
+        cert = node_leaf.cert.display(),
+        key = node_leaf.key.display(),
+        ca = ca_file.display(),
+        callee = callee.addr,
+        sign_key = sti.path("sp.key").display(),
+    );
+    let mut config = Config::from_toml(&toml).expect("config");
+    config.node.data_dir = Some(dir.path().join("data"));
+    let node = peering::node::start(config).await.expect("node starts");
+    // The signing key is read at start; the STI folder may go now.
+    drop(sti);
+    TlsSetup {
+        dir,
+        ca,
+        ca_file,
+        node,
+        callee,
+    }
+}
+
+impl TlsSetup {
+    /// A call through a Kamailio whose TLS client presents `leaf`.
+    async fn call_through(&self, leaf: Leaf) -> (Option<u16>, String) {
+        let tls_addr = self.node.addr(Transport::Tls).expect("tls listener");
+        let kam = EdgeProxy {
+            port: free_port(),
+            tls: Some((
+                free_port(),
+                KamailioTls {
+                    leaf,
+                    ca: self.ca_file.clone(),
+                },
+            )),
+            next_hop: format!("sip:{tls_addr};transport=tls"),
+        }
+        .start();
+        let mut call = Call::invite(kam.addr, &format!("sip:+4721345678@{}", kam.addr)).await;
+        let status = call.wait_final(Duration::from_secs(10)).await;
+        let warning = call
+            .final_response
+            .as_ref()
+            .and_then(|r| r.header(&HeaderName::Warning))
+            .unwrap_or_default()
+            .to_owned();
+        (status, format!("{warning}\n--- kamailio ---\n{}", kam.log()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_member_certificate_is_bound_and_signed_for() {
+    let setup = tls_node().await;
+    let leaf = setup.ca.leaf_files(
+        setup.dir.path(),
+        "member-a",
+        &["sip:member-a.test", "127.0.0.1"],
+        |_| {},
+    );
+    let (status, log) = setup.call_through(leaf).await;
+    assert_eq!(status, Some(200), "{log}");
+    // The connection was bound to member-a, which asked the node to sign.
+    let invite = setup.callee.log().first_invite.expect("callee saw the INVITE");
+    assert!(
+        identity_of(&invite).is_some_and(|v| v.contains("ppt=shaken")),
+        "signed for member-a:\n{invite}"
+    );
+
+    let stranger = setup.ca.leaf_files(
+        setup.dir.path(),
+        "stranger",
+        &["stranger.test", "127.0.0.1"],
+        |_| {},
+    );
+    let (status, log) = setup.call_through(stranger).await;
+    assert_eq!(status, Some(403), "{log}");
+    assert!(log.contains("no federation member"), "Warning: {log}");
+    assert_eq!(setup.callee.log().invite_uris.len(), 1);
+    setup.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_untrusted_or_expired_certificate_fails_the_handshake() {
+    let setup = tls_node().await;
+    let rogue_ca = Ca::new("rogue CA");
+    let rogue = rogue_ca.leaf_files(
+        setup.dir.path(),
+        "rogue",
+        &["sip:member-a.test", "127.0.0.1"],
+        |_| {},
+    );
+    let expired = setup.ca.leaf_files(
+        setup.dir.path(),
+        "expired",
+        &["sip:member-a.test", "127.0.0.1"],
+        |p| {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        },
+    );
+    for (name, leaf) in [("untrusted", rogue), ("expired", expired)] {
+        let before = setup
+            .node
+            .metrics
+            .tls_handshake_failures
+            .load(Ordering::Relaxed);
+        let (status, log) = setup.call_through(leaf).await;
+        assert_ne!(status, Some(200), "{name}: {log}");
+        let after = setup
+            .node
+            .metrics
+            .tls_handshake_failures
+            .load(Ordering::Relaxed);
+        assert!(after > before, "{name}: handshake failure counted\n{log}");
+    }
+    assert!(
+        setup.callee.log().invite_uris.is_empty(),
+        "nothing reached the callee"
+    );
+    setup.node.shutdown().await;
+}
