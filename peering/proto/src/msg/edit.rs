@@ -197,20 +197,20 @@ impl Editor {
             name: name.clone(),
             value: value.to_owned(),
         };
-        match self.entries.iter().position(|e| self.name_of(e) == &name) {
-            Some(pos) => {
-                self.entries[pos] = new;
-                let mut i = pos + 1;
-                while i < self.entries.len() {
-                    if self.name_of(&self.entries[i]) == &name {
-                        self.entries.remove(i);
-                    } else {
-                        i += 1;
-                    }
+        // One linear pass: many fields of one name cost no more than one.
+        let mut new = Some(new);
+        let mut out = Vec::with_capacity(self.entries.len() + 1);
+        for e in &self.entries {
+            if self.name_of(e) == &name {
+                if let Some(n) = new.take() {
+                    out.push(n);
                 }
+            } else {
+                out.push(e.clone());
             }
-            None => self.entries.push(new),
         }
+        out.extend(new);
+        self.entries = out;
         self
     }
 

@@ -512,6 +512,32 @@ fn editor_headers_and_body() {
     assert_eq!(&m.edit().finish()[..], INVITE.as_bytes());
 }
 
+/// A datagram-sized message with thousands of fields and values: linear work
+/// in the parser and the editor.
+#[test]
+fn thousands_of_fields() {
+    let mut extra = String::new();
+    for i in 0..3000 {
+        extra.push_str(&format!("Route: <sip:r{i}.example.net;lr>\r\nX-N: {i}\r\n"));
+    }
+    let many = INVITE.replacen(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\n{extra}"),
+        1,
+    );
+    let m = msg(&many);
+    assert_eq!(m.routes().unwrap().len(), 3003);
+    let out = m
+        .edit()
+        .set_header(HeaderName::Route, "<sip:only.example.net;lr>")
+        .set_header(HeaderName::Other("x-n".into()), "1")
+        .remove_first_value(&HeaderName::Via)
+        .finish();
+    let f = Message::parse(out).unwrap();
+    assert_eq!(f.routes().unwrap().len(), 1);
+    assert_eq!(f.header_values(&HeaderName::Other("X-N".into())), ["1"]);
+}
+
 #[test]
 fn responses_to_requests() {
     let m = msg(INVITE);
