@@ -405,6 +405,24 @@ impl Store for EmbeddedStore {
         }))
     }
 
+    fn call_records(
+        &self,
+        since_ms: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<(i64, CallRecord)>>> {
+        Box::pin(self.run(move |conn| {
+            let p = [Param::I64(since_ms), Param::I64(i64::from(limit))];
+            sql::call_records(&query(conn, sql::CDR_SELECT, &p)?)
+        }))
+    }
+
+    fn purge_call_records(&self, before_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.run(move |conn| {
+            let n = conn.execute(sql::CDR_PURGE, [before_ms])?;
+            Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        }))
+    }
+
     fn caller_stats(
         &self,
         caller: String,

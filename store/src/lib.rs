@@ -211,6 +211,18 @@ pub trait Store: Send + Sync {
     /// Inserts call records in one transaction; returns their ids.
     fn insert_call_records(&self, records: Vec<CallRecord>) -> BoxFuture<'_, Result<Vec<i64>>>;
 
+    /// Call records started at or after `since_ms`, oldest first, at most
+    /// `limit`, with their ids (for export and settlement).
+    fn call_records(
+        &self,
+        since_ms: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<(i64, CallRecord)>>>;
+
+    /// Deletes call records started before `before_ms` (retention); returns
+    /// how many.
+    fn purge_call_records(&self, before_ms: i64) -> BoxFuture<'_, Result<u64>>;
+
     /// Counts `caller`'s calls since `since_ms`, and those answered and
     /// shorter than `short_ms`.
     fn caller_stats(

@@ -355,6 +355,29 @@ impl Store for PgStore {
         })
     }
 
+    fn call_records(
+        &self,
+        since_ms: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<(i64, CallRecord)>>> {
+        Box::pin(async move {
+            let rows = self
+                .query(
+                    sql::CDR_SELECT,
+                    vec![Param::I64(since_ms), Param::I64(i64::from(limit))],
+                )
+                .await?;
+            sql::call_records(&rows)
+        })
+    }
+
+    fn purge_call_records(&self, before_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let client = self.pool.get().await?;
+            Ok(client.execute(sql::CDR_PURGE, &[&before_ms]).await?)
+        })
+    }
+
     fn caller_stats(
         &self,
         caller: String,

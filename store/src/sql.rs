@@ -506,6 +506,40 @@ pub(crate) fn cdr_params(c: &CallRecord) -> Vec<Param> {
     ]
 }
 
+pub(crate) const CDR_SELECT: &str = "SELECT id, node, call_id, from_member, to_member, caller, \
+     callee, source_addr, started_at, answered_at, ended_at, status, reason, attestation, \
+     spit_score, spit_decision FROM call_records WHERE started_at >= $1 \
+     ORDER BY started_at, id LIMIT $2";
+
+pub(crate) const CDR_PURGE: &str = "DELETE FROM call_records WHERE started_at < $1";
+
+pub(crate) fn call_records(r: &Rows) -> Result<Vec<(i64, CallRecord)>> {
+    rows(r)
+        .map(|r| {
+            Ok((
+                r.int(0)?,
+                CallRecord {
+                    node: r.text(1)?,
+                    call_id: r.text(2)?,
+                    from_member: r.opt_text(3)?,
+                    to_member: r.opt_text(4)?,
+                    caller: r.text(5)?,
+                    callee: r.text(6)?,
+                    source_addr: r.text(7)?,
+                    started_at: r.int(8)?,
+                    answered_at: r.opt_int(9)?,
+                    ended_at: r.opt_int(10)?,
+                    status: u16::try_from(r.int(11)?).unwrap_or(0),
+                    reason: r.text(12)?,
+                    attestation: r.opt_text(13)?,
+                    spit_score: r.opt_int(14)?.map(|v| u32::try_from(v).unwrap_or(0)),
+                    spit_decision: r.opt_text(15)?,
+                },
+            ))
+        })
+        .collect()
+}
+
 /// Calls, and answered calls shorter than `$3` ms, from caller `$1` since `$2`.
 pub(crate) const CALLER_STATS: &str = "SELECT COUNT(*), \
      COALESCE(SUM(CASE WHEN answered_at IS NOT NULL THEN 1 ELSE 0 END), 0), \

@@ -409,6 +409,15 @@ async fn call_records_and_caller_stats(store: Arc<dyn Store>, _raw: Raw) {
     assert_eq!((stats.calls, stats.answered, stats.short_calls), (3, 2, 1));
     let none = store.caller_stats("1777".into(), 0, 6_000).await.unwrap();
     assert_eq!(none.calls, 0);
+    let all = store.call_records(0, 100).await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[0].1, cdr("1555", 100, Some(200), Some(300)));
+    assert_eq!(all[0].0, ids[4]);
+    let page = store.call_records(2_000, 2).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].1.started_at, 2_000);
+    assert_eq!(store.purge_call_records(2_000).await.unwrap(), 2);
+    assert_eq!(store.call_records(0, 100).await.unwrap().len(), 3);
 }
 
 async fn usage_table_shares(store: Arc<dyn Store>, _raw: Raw) {
