@@ -112,13 +112,16 @@ CREATE TABLE address_bans (
 );
 
 -- The federation's ENUM zone: single numbers and ranges, each NAPTR record a
--- row, with the member that owns it.
+-- row, with the member that owns it. `member` is deliberately not a foreign
+-- key: zones are often provisioned (or imported) before the owner is
+-- onboarded in the registry. Removing a member through the store removes
+-- its entries too.
 CREATE TABLE enum_entries (
     id BIGSERIAL PRIMARY KEY,
     -- Digits of the number or range prefix, no '+'.
     prefix TEXT NOT NULL,
     is_range BOOLEAN NOT NULL DEFAULT FALSE,
-    member TEXT NOT NULL REFERENCES members (name) ON DELETE CASCADE,
+    member TEXT NOT NULL,
     naptr_order INTEGER NOT NULL,
     naptr_preference INTEGER NOT NULL,
     flags TEXT NOT NULL DEFAULT 'u',
@@ -128,6 +131,7 @@ CREATE TABLE enum_entries (
     ttl INTEGER NOT NULL DEFAULT 300
 );
 CREATE INDEX enum_entries_prefix ON enum_entries (prefix);
+CREATE INDEX enum_entries_member ON enum_entries (member);
 
 -- Call records, written once per finished call.
 CREATE TABLE call_records (

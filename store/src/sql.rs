@@ -83,6 +83,7 @@ pub(crate) fn change_statements(change: &Change) -> Vec<Stmt> {
         }],
         Change::RemoveMember { name } => vec![
             stmt("DELETE FROM caller_lists WHERE scope = $1", vec![t(name)]),
+            stmt("DELETE FROM enum_entries WHERE member = $1", vec![t(name)]),
             stmt("DELETE FROM members WHERE name = $1", vec![t(name)]),
         ],
         Change::AddDomain { member, domain } => vec![stmt(

@@ -329,6 +329,12 @@ fn enum_entry(prefix: &str, member: &str) -> EnumEntry {
 }
 
 async fn enum_entries_crud(store: Arc<dyn Store>, _raw: Raw) {
+    // Owners need not be in the registry yet.
+    let early = store
+        .put_enum_entry(enum_entry("4400", "not-yet-onboarded"))
+        .await
+        .unwrap();
+    assert!(store.remove_enum_entry(early).await.unwrap());
     store.apply(sample_changes()).await.unwrap();
     let id = store
         .put_enum_entry(enum_entry("4721345", "b"))
