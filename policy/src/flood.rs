@@ -32,9 +32,10 @@ pub struct FloodConfig {
     pub interval: Duration,
     /// Requests per interval above which an address is banned.
     pub threshold: u32,
-    /// How long a ban lasts.
+    /// How long a ban lasts (at most a year).
     pub ban_time: Duration,
-    /// Number of addresses tracked (rounded up to a power of two).
+    /// Number of addresses tracked (rounded up to a power of two, at most
+    /// 2^24).
     pub capacity: usize,
     /// Networks never banned (e.g. the federation's own nodes).
     pub trusted: Vec<IpNet>,
@@ -86,6 +87,13 @@ struct Entry {
 
 const PROBE: usize = 8;
 
+/// The largest table (16M slots, about 1 GiB): larger capacities are clamped.
+const MAX_CAPACITY: usize = 1 << 24;
+
+/// The longest ban (a year): longer ban times are clamped, so ban ends
+/// always fit an `Instant`.
+const MAX_BAN: Duration = Duration::from_secs(365 * 86_400);
+
 fn at(base: Instant, ms: u64) -> Instant {
     base + Duration::from_millis(ms)
 }
@@ -107,12 +115,15 @@ pub struct FloodGuard {
 impl FloodGuard {
     /// A guard with `config`; `now` anchors its clock.
     pub fn new(config: FloodConfig, now: Instant) -> Self {
-        let capacity = config.capacity.max(PROBE).next_power_of_two();
+        let capacity = config
+            .capacity
+            .clamp(PROBE, MAX_CAPACITY)
+            .next_power_of_two();
         Self {
             interval_ms: u64::try_from(config.interval.as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1),
-            ban_ms: u64::try_from(config.ban_time.as_millis()).unwrap_or(u64::MAX),
+            ban_ms: u64::try_from(config.ban_time.min(MAX_BAN).as_millis()).unwrap_or(u64::MAX),
             config,
             base: now,
             hasher: RandomState::new(),

@@ -69,12 +69,14 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket refilling at `rate` tokens per second up to `burst`.
+    /// A rate of zero admits nothing.
     pub fn new(rate: f64, burst: f64) -> Self {
         let burst = burst.max(1.0);
+        let rate = rate.max(0.0);
         Self {
-            rate: rate.max(0.0),
+            rate,
             burst,
-            tokens: burst,
+            tokens: if rate > 0.0 { burst } else { 0.0 },
             last: None,
         }
     }
@@ -93,7 +95,11 @@ impl TokenBucket {
         self.refill(now);
         self.rate = rate.max(0.0);
         self.burst = burst.max(1.0);
-        self.tokens = self.tokens.min(self.burst);
+        self.tokens = if self.rate > 0.0 {
+            self.tokens.min(self.burst)
+        } else {
+            0.0
+        };
     }
 
     /// The refill rate (tokens per second).

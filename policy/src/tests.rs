@@ -1057,3 +1057,25 @@ sync_interval_ms = 100
     assert_eq!(c.sync_interval(), Duration::from_millis(100));
     assert!(toml::from_str::<config::PolicyConfig>("[flood]\nthreshhold = 1\n").is_err());
 }
+
+#[test]
+fn zero_cps_admits_nothing() {
+    let mut snap = registry().snapshot().clone();
+    snap.apply(&Change::SetLimits {
+        member: "c".into(),
+        limits: Limits {
+            cps: Some(0),
+            ..Limits::default()
+        },
+    })
+    .unwrap();
+    let t0 = Instant::now();
+    let mut l = limiter_with(&Registry::new(snap), t0);
+    let src: IpAddr = "127.0.0.5".parse().unwrap();
+    for i in 0..100u64 {
+        assert!(matches!(
+            l.try_admit("c", src, t0 + Duration::from_millis(i * 100)),
+            Err(Rejection::RateLimited { .. })
+        ));
+    }
+}
