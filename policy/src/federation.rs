@@ -209,7 +209,7 @@ pub struct BanSpec {
     pub expires_at: Option<i64>,
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name

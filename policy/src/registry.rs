@@ -533,6 +533,74 @@ pub enum Change {
     },
 }
 
+fn check_name(name: &str) -> Result<()> {
+    if crate::federation::valid_name(name) {
+        Ok(())
+    } else {
+        Err(Error::InvalidMemberName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+fn check_digits(value: &str) -> Result<()> {
+    if normalize_number(value)? == value {
+        Ok(())
+    } else {
+        Err(Error::InvalidNumber {
+            value: value.to_owned(),
+        })
+    }
+}
+
+impl Change {
+    /// Checks the values a change would write: member names
+    /// (`[a-z0-9_.-]`, at most 64), number prefixes and list patterns
+    /// (1-15 digits, no `+`), list status codes (400-699). The store calls
+    /// this before writing, so the admin API cannot store what the
+    /// federation file would refuse.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Self::CreateMember(i) | Self::UpdateMember(i) => check_name(&i.name),
+            Self::RemoveMember { name } => check_name(name),
+            Self::AddDomain { member, .. }
+            | Self::RemoveDomain { member, .. }
+            | Self::AddIdentity { member, .. }
+            | Self::RemoveIdentity { member, .. }
+            | Self::AddNetwork { member, .. }
+            | Self::RemoveNetwork { member, .. }
+            | Self::SetLimits { member, .. } => check_name(member),
+            Self::PutRange { member, range } => {
+                check_name(member)?;
+                check_digits(&range.prefix)
+            }
+            Self::RemoveRange { member, prefix } => {
+                check_name(member)?;
+                check_digits(prefix)
+            }
+            Self::PutAgreement(a) => {
+                check_name(&a.from)?;
+                check_name(&a.to)
+            }
+            Self::RemoveAgreement { from, to } => {
+                check_name(from)?;
+                check_name(to)
+            }
+            Self::PutListEntry(e) => {
+                if let Some(scope) = &e.scope {
+                    check_name(scope)?;
+                }
+                if !(400..=699).contains(&e.status) {
+                    return Err(Error::InvalidStatus { status: e.status });
+                }
+                check_digits(&e.pattern)
+            }
+            Self::RemoveListEntry { pattern, .. } => check_digits(pattern),
+            Self::PutBan(_) | Self::RemoveBan { .. } => Ok(()),
+        }
+    }
+}
+
 fn opt<T: fmt::Display>(v: &Option<T>) -> String {
     v.as_ref()
         .map_or_else(|| "-".to_owned(), ToString::to_string)

@@ -1079,3 +1079,44 @@ fn zero_cps_admits_nothing() {
         ));
     }
 }
+
+#[test]
+fn changes_are_validated() {
+    let ok = Change::PutRange {
+        member: "a".into(),
+        range: NumberRange {
+            prefix: "4721".into(),
+            may_originate: true,
+            terminates: true,
+            preference: 1,
+        },
+    };
+    assert!(ok.validate().is_ok());
+    let plus = Change::RemoveRange {
+        member: "a".into(),
+        prefix: "+4721".into(),
+    };
+    assert!(matches!(plus.validate(), Err(Error::InvalidNumber { .. })));
+    assert!(matches!(
+        Change::RemoveMember { name: "A".into() }.validate(),
+        Err(Error::InvalidMemberName { .. })
+    ));
+    let status = Change::PutListEntry(ListEntry {
+        scope: None,
+        kind: ListKind::Block,
+        pattern: "1555".into(),
+        exact: false,
+        status: 200,
+        reason: String::new(),
+        expires_at: None,
+    });
+    assert!(matches!(
+        status.validate(),
+        Err(Error::InvalidStatus { .. })
+    ));
+    // Everything the federation file produces is valid.
+    let snap = registry().snapshot().clone();
+    for c in diff(&Snapshot::default(), &snap) {
+        c.validate().unwrap();
+    }
+}

@@ -333,7 +333,13 @@ impl Store for EmbeddedStore {
     }
 
     fn apply(&self, changes: Vec<Change>) -> BoxFuture<'_, Result<()>> {
-        Box::pin(self.write(changes.iter().flat_map(sql::change_statements).collect()))
+        Box::pin(async move {
+            for c in &changes {
+                c.validate()?;
+            }
+            self.write(changes.iter().flat_map(sql::change_statements).collect())
+                .await
+        })
     }
 
     fn enum_entries(&self) -> BoxFuture<'_, Result<Vec<EnumEntry>>> {

@@ -69,6 +69,13 @@ pub enum Error {
         /// Version this binary expects.
         binary: i64,
     },
+    /// A change carries a value the registry model refuses.
+    #[error("invalid change: {source}")]
+    Invalid {
+        /// What is wrong.
+        #[from]
+        source: peering_policy::Error,
+    },
     /// An update or reference named a row that does not exist.
     #[error("{what} {key:?} not found")]
     NotFound {

@@ -300,6 +300,9 @@ impl Store for PgStore {
 
     fn apply(&self, changes: Vec<Change>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
+            for c in &changes {
+                c.validate()?;
+            }
             let stmts = changes.iter().flat_map(sql::change_statements).collect();
             self.write(stmts).await
         })

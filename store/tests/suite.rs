@@ -276,6 +276,12 @@ async fn failed_batch_rolls_back(store: Arc<dyn Store>, _raw: Raw) {
         }])
         .await;
     assert!(err.is_err());
+    // Values the model refuses never reach the database.
+    let err = store
+        .apply(vec![Change::CreateMember(info("Bad Name"))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid { .. }), "{err}");
     // Duplicate creation fails and leaves the first intact.
     store
         .apply(vec![Change::CreateMember(info("a"))])
