@@ -18,6 +18,23 @@
 //! `Store` is object-safe (methods return boxed futures), so the node can
 //! hold an `Arc<dyn Store>` chosen at run time by [`open`].
 //!
+//! Around the trait:
+//!
+//! - [`RegistryWatcher`] keeps an `Arc<Registry>` current (reload on
+//!   notification, version poll as a fallback, last good copy and
+//!   [`SyncStatus`] while the database is unreachable);
+//! - [`sync_usage`] is one federation-wide rate-limit exchange for a
+//!   `peering_policy::ratelimit::Limiter` (docs/rate-limits.md);
+//! - [`apply_federation`] reconciles the store with a federation file
+//!   (`peering federation apply [--dry-run]`);
+//! - [`testing::test_postgres`] gives tests a PostgreSQL: an external URL or
+//!   an ephemeral cluster.
+//!
+//! Change notification: PostgreSQL triggers send `NOTIFY peering_registry,
+//! '<table>'` on every registry write (also writes made with `psql`); the
+//! embedded store announces its own writes at once and notices writes by
+//! other processes within a second by polling the version counter.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), peering_store::Error> {
 //! let store = peering_store::open("sqlite:/var/lib/peering/registry.db").await?;
