@@ -225,10 +225,105 @@ fn check_config_exit_codes(dir: &Path) {
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
+fn peering(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(binary())
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run peering")
+}
+
+fn migrate_and_provision_the_enum_zone(dir: &Path) {
+    let config = dir.join("zone.toml");
+    std::fs::write(
+        &config,
+        "[node]\ndata_dir = \"zone-data\"\n[enum_zone]\norigin = \"e164.example.\"\n",
+    )
+    .expect("write config");
+    let config = config.display().to_string();
+    let out = peering(dir, &["migrate", "--config", &config]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("schema"),
+        "{out:?}"
+    );
+    assert!(
+        dir.join("zone-data/registry.db").is_file(),
+        "store created in data_dir"
+    );
+    let out = peering(
+        dir,
+        &[
+            "enum",
+            "--config",
+            &config,
+            "add",
+            "--number",
+            "+47 21 34 56 78",
+            "--member",
+            "member-b",
+            "--uri",
+            "sip:+4721345678@gw.member-b.example",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let out = peering(
+        dir,
+        &[
+            "enum",
+            "--config",
+            &config,
+            "add",
+            "--number",
+            "+4722",
+            "--range",
+            "--member",
+            "member-b",
+            "--uri",
+            "sip:range@gw.member-b.example",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let bad = peering(
+        dir,
+        &[
+            "enum", "--config", &config, "add", "--number", "+47abc", "--member", "x", "--uri",
+            "sip:x@y",
+        ],
+    );
+    assert!(!bad.status.success(), "a non-number is refused");
+    let list = peering(dir, &["enum", "--config", &config, "list"]);
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(
+        list.contains("+4721345678") && list.contains("member-b"),
+        "{list}"
+    );
+    let export = peering(dir, &["enum", "--config", &config, "export"]);
+    let zone = String::from_utf8_lossy(&export.stdout).into_owned();
+    assert!(zone.contains("e164.example."), "{zone}");
+    assert!(zone.contains("NAPTR"), "{zone}");
+    assert!(
+        zone.contains("!^.*$!sip:+4721345678@gw.member-b.example!"),
+        "{zone}"
+    );
+    let id = list
+        .lines()
+        .find(|l| l.contains("+4721345678"))
+        .and_then(|l| l.split('\t').next())
+        .expect("id column")
+        .to_owned();
+    let out = peering(dir, &["enum", "--config", &config, "remove", &id]);
+    assert!(out.status.success(), "{out:?}");
+    let list = peering(dir, &["enum", "--config", &config, "list"]);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("+4721345678"));
+}
+
 #[test]
 fn the_binary_as_an_operator_runs_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     check_config_exit_codes(dir.path());
+    migrate_and_provision_the_enum_zone(dir.path());
     no_configuration_serves_options_and_metrics(dir.path());
     relay_example_relays_a_call(dir.path());
 }

@@ -133,6 +133,7 @@ pub fn dig(server: SocketAddr, name: &str, rtype: &str) -> (String, Vec<String>)
         .map(|section| {
             section
                 .lines()
+                .skip(1)
                 .take_while(|l| !l.trim().is_empty())
                 .map(|l| {
                     let fields: Vec<&str> = l.split_whitespace().collect();

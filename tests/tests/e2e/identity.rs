@@ -22,11 +22,11 @@ use peering::config::Config;
 use peering::node::NodeHandle;
 use peering_proto::msg::{HeaderName, Message};
 use peering_proto::proxy::Transport;
+use peering_tests::free_port;
 use peering_tests::kamailio::{EdgeProxy, KamailioTls};
 use peering_tests::pki::Leaf;
 use peering_tests::tools::require;
 use peering_tests::ua::{Answer, Call, Callee, token};
-use peering_tests::free_port;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
@@ -184,6 +184,24 @@ fn secsipidx_sign(key: &Path, x5u: &str, extra: &[&str]) -> String {
         .to_owned()
 }
 
+/// A bare PASSporT signed by `secsipidx -sign` with a given `iat`
+/// (`-sign-full` always signs with the current time).
+fn secsipidx_passport(key: &Path, iat: &str) -> String {
+    let out = Command::new(require("secsipidx", "secsipidx"))
+        .arg("-sign")
+        .arg("-k")
+        .arg(key)
+        .args(["-o", ORIG, "-d", DEST, "-a", "A", "-x5u", X5U, "-iat", iat])
+        .args(["-orig-id", "9a4c1f0e-3b2d-4c5e-8f7a-1b2c3d4e5f60"])
+        .output()
+        .expect("run secsipidx");
+    assert!(out.status.success(), "secsipidx -sign failed");
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
 /// Whether `secsipidx` verifies `identity` with the public key `public`.
 fn secsipidx_check(dir: &Path, identity: &str, public: &Path) -> (bool, String) {
     let file = dir.join("received-identity.txt");
@@ -245,7 +263,10 @@ impl Uac {
         text.push_str("Content-Length: 0\r\n\r\n");
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut buf = vec![0u8; 65_535];
-        self.socket.send_to(text.as_bytes(), node).await.expect("send");
+        self.socket
+            .send_to(text.as_bytes(), node)
+            .await
+            .expect("send");
         loop {
             let got = tokio::time::timeout_at(deadline, self.socket.recv_from(&mut buf)).await;
             let Ok(Ok((len, _))) = got else {
@@ -271,7 +292,10 @@ impl Uac {
                      To: {to}\r\nCall-ID: {call_id}@e2e\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
                     ip = me.ip()
                 );
-                self.socket.send_to(ack.as_bytes(), node).await.expect("ack");
+                self.socket
+                    .send_to(ack.as_bytes(), node)
+                    .await
+                    .expect("ack");
             }
             return Outcome {
                 status: Some(status),
@@ -317,7 +341,8 @@ fn invites(callee: &Callee) -> usize {
 /// The Identity header value of a SIP message text.
 fn identity_of(text: &str) -> Option<String> {
     let msg = Message::parse(Bytes::copy_from_slice(text.as_bytes())).ok()?;
-    msg.header(&HeaderName::Identity).map(|v| v.trim().to_owned())
+    msg.header(&HeaderName::Identity)
+        .map(|v| v.trim().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +368,10 @@ async fn secsipidx_signed_calls_pass_and_forgeries_get_rfc8224_codes() {
     // The same PASSporT again (another call) is a replay.
     let out = uac.invite(udp(&node), &[("Identity", &good)]).await;
     assert_eq!(out.status, Some(403), "replay refused");
-    let reason = out.response.as_ref().and_then(|r| r.reason().map(str::to_owned));
+    let reason = out
+        .response
+        .as_ref()
+        .and_then(|r| r.reason().map(str::to_owned));
     assert_eq!(reason.as_deref(), Some("Replayed Identity"));
 
     // Tampered claims: the attestation raised after signing, the signature
@@ -365,10 +393,14 @@ async fn secsipidx_signed_calls_pass_and_forgeries_get_rfc8224_codes() {
 
     // A stale iat (10 minutes old).
     let old = (now() - 600).to_string();
-    let stale = secsipidx_sign(&key, X5U, &["-iat", &old]);
+    let stale = secsipidx_passport(&key, &old);
+    let stale = format!("{stale};info=<{X5U}>;alg=ES256;ppt=shaken");
     let out = uac.invite(udp(&node), &[("Identity", &stale)]).await;
     assert_eq!(out.status, Some(403), "stale iat");
-    let reason = out.response.as_ref().and_then(|r| r.reason().map(str::to_owned));
+    let reason = out
+        .response
+        .as_ref()
+        .and_then(|r| r.reason().map(str::to_owned));
     assert_eq!(reason.as_deref(), Some("Stale Date"));
 
     // Wrong certificates: another key from the trusted CA (the signature
@@ -393,7 +425,11 @@ async fn secsipidx_signed_calls_pass_and_forgeries_get_rfc8224_codes() {
         .and_then(|r| r.header(&HeaderName::Warning));
     assert!(warning.is_none(), "428 needs no Warning: {warning:?}");
 
-    assert_eq!(invites(&callee), 1, "only the valid call reached the callee");
+    assert_eq!(
+        invites(&callee),
+        1,
+        "only the valid call reached the callee"
+    );
     node.shutdown().await;
 }
 
@@ -418,11 +454,17 @@ async fn node_signs_and_secsipidx_verifies_what_the_callee_received() {
     assert!(identity.contains(";info=<https://sti.example.net/certs/sp.pem>"));
     assert!(identity.contains(";ppt=shaken"), "{identity}");
     let (ok, text) = secsipidx_check(sti.dir.path(), &identity, &sti.path("sp.pub"));
-    assert!(ok, "secsipidx rejects the node's header: {text}\n{identity}");
+    assert!(
+        ok,
+        "secsipidx rejects the node's header: {text}\n{identity}"
+    );
     let payload = identity.split('.').nth(1).expect("payload");
     let claims = String::from_utf8(B64.decode(payload).expect("b64")).expect("json");
     assert!(claims.contains("\"attest\":\"B\""), "{claims}");
-    assert!(claims.contains(&format!("\"orig\":{{\"tn\":\"{ORIG}\"}}")), "{claims}");
+    assert!(
+        claims.contains(&format!("\"orig\":{{\"tn\":\"{ORIG}\"}}")),
+        "{claims}"
+    );
 
     // A second node that requires Identity accepts the first node's header.
     let callee2 = Callee::start(0, Answer::RingThenAnswer).await;
@@ -440,7 +482,11 @@ async fn node_signs_and_secsipidx_verifies_what_the_callee_received() {
     )
     .await;
     let out = uac.invite(udp(&chain), &[]).await;
-    assert_eq!(out.status, Some(200), "signed by one node, verified by the next");
+    assert_eq!(
+        out.status,
+        Some(200),
+        "signed by one node, verified by the next"
+    );
     assert_eq!(invites(&callee2), 1);
 
     // A caller outside sign_sources is not signed for.
@@ -469,7 +515,8 @@ async fn pai_kept_from_the_trust_domain_and_removed_otherwise() {
     // 127.0.0.2 is loopback on Linux: the trusted peer; 127.0.0.1 is not.
     for (ip, kept) in [([127, 0, 0, 1], false), ([127, 0, 0, 2], true)] {
         let callee = Callee::start(0, Answer::RingThenAnswer).await;
-        let (node, _data) = node_with("trusted_pai_sources = [\"127.0.0.2/32\"]\n", callee.addr).await;
+        let (node, _data) =
+            node_with("trusted_pai_sources = [\"127.0.0.2/32\"]\n", callee.addr).await;
         let uac = Uac::bind(ip).await;
         let out = uac
             .invite(udp(&node), &[("P-Asserted-Identity", pai)])
@@ -613,7 +660,10 @@ impl TlsSetup {
             .and_then(|r| r.header(&HeaderName::Warning))
             .unwrap_or_default()
             .to_owned();
-        (status, format!("{warning}\n--- kamailio ---\n{}", kam.log()))
+        (
+            status,
+            format!("{warning}\n--- kamailio ---\n{}", kam.log()),
+        )
     }
 }
 
@@ -629,7 +679,11 @@ async fn kamailio_member_certificate_is_bound_and_signed_for() {
     let (status, log) = setup.call_through(leaf).await;
     assert_eq!(status, Some(200), "{log}");
     // The connection was bound to member-a, which asked the node to sign.
-    let invite = setup.callee.log().first_invite.expect("callee saw the INVITE");
+    let invite = setup
+        .callee
+        .log()
+        .first_invite
+        .expect("callee saw the INVITE");
     assert!(
         identity_of(&invite).is_some_and(|v| v.contains("ppt=shaken")),
         "signed for member-a:\n{invite}"

@@ -2,6 +2,7 @@
 //! the harness in `peering-tests`.
 
 mod enum_routing;
+mod enum_zone;
 mod identity;
 mod relay;
 mod torture;
