@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use peering_proto::proxy::Transport;
-use peering_store::{EnumEntry, Store};
+use peering_store::EnumEntry;
 use peering_tests::knot::{Knot, dig};
 use peering_tests::ua::{Answer, Call, Callee};
 use peering_tests::{free_port, node_config};
