@@ -696,3 +696,75 @@ async fn postgres_outage_keeps_cached_registry() {
     .await
     .expect("watcher recovered and reloaded");
 }
+
+/// Two nodes share one PostgreSQL and a member limit of 20 calls per
+/// second; each is offered 30 per second for 10 s (real time), exchanging
+/// usage every 150 ms. Together they admit 200 calls within 10%.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_a_cps_limit_through_postgres() {
+    let pg = tokio::task::spawn_blocking(test_postgres)
+        .await
+        .unwrap()
+        .expect("PostgreSQL for tests");
+    let url = pg.fresh_database("peering_two_nodes").await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    store.migrate().await.unwrap();
+    store
+        .apply(diff(
+            &Snapshot::default(),
+            &parse_federation(FEDERATION).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let registry = Registry::new(store.load_snapshot().await.unwrap());
+    let run = Duration::from_secs(10);
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for (node, offset) in [("n1", 0u64), ("n2", 16)] {
+        let limiter = Arc::new(std::sync::Mutex::new(Limiter::new(start.into_std())));
+        limiter
+            .lock()
+            .unwrap()
+            .set_limits(&registry, start.into_std());
+        // Sync once before serving, as the node should.
+        sync_usage(&*store, node, &limiter, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let sync = {
+            let store = Arc::clone(&store);
+            let limiter = Arc::clone(&limiter);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(150));
+                while start.elapsed() < run {
+                    tick.tick().await;
+                    let _ = sync_usage(&*store, node, &limiter, Duration::from_secs(1)).await;
+                }
+            })
+        };
+        let load = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(offset)).await;
+            let mut tick = tokio::time::interval(Duration::from_millis(33));
+            let src = "127.0.0.2".parse().unwrap();
+            let mut admitted = 0u32;
+            while start.elapsed() < run {
+                tick.tick().await;
+                let now = tokio::time::Instant::now().into_std();
+                let mut l = limiter.lock().unwrap();
+                if let Ok(slot) = l.try_admit("a", src, now) {
+                    admitted += 1;
+                    l.release(slot);
+                }
+            }
+            admitted
+        });
+        tasks.push((sync, load));
+    }
+    let mut admitted = Vec::new();
+    for (sync, load) in tasks {
+        admitted.push(load.await.unwrap());
+        sync.await.unwrap();
+    }
+    let total: u32 = admitted.iter().sum();
+    eprintln!("two nodes through PostgreSQL, 20 cps, 60 offered for 10 s: {admitted:?} = {total}");
+    assert!((180..=220).contains(&total), "{admitted:?} = {total}");
+}
