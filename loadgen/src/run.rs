@@ -31,6 +31,8 @@ pub const SOCKET_BUFFER: usize = 4 << 20;
 
 const RECV_RESERVE: usize = 65_536;
 const RECV_BLOCK: usize = 1 << 20;
+/// Datagrams handled per wake-up before yielding to the other tasks.
+const BATCH: usize = 64;
 const MAX_STREAM_MESSAGE: usize = 1 << 20;
 
 fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> Error {
@@ -173,16 +175,22 @@ async fn udp_recv_loop<H: Handler>(
                 Ok((_, from)) => {
                     let data = buf.split().freeze();
                     let now = Instant::now();
-                    let mut c = core.borrow_mut();
-                    match Message::parse(data) {
-                        Ok(msg) => c.handle(msg, flow, from, now, &mut out),
-                        Err(_) => c.unparsable(),
-                    }
                     batch += 1;
-                    if batch >= 64 {
-                        let e = flows.send(&mut out);
-                        c.send_errors(e);
+                    {
+                        let mut c = core.borrow_mut();
+                        match Message::parse(data) {
+                            Ok(msg) => c.handle(msg, flow, from, now, &mut out),
+                            Err(_) => c.unparsable(),
+                        }
+                        if batch >= BATCH {
+                            let e = flows.send(&mut out);
+                            c.send_errors(e);
+                        }
+                    }
+                    if batch >= BATCH {
+                        // Let the pacing task and the other sockets run.
                         batch = 0;
+                        tokio::task::yield_now().await;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -408,10 +416,16 @@ async fn uac_main(job: UacJob) -> Result<Stats, Error> {
     loop {
         let now = Instant::now();
         let starting = now < end && !stop.load(Ordering::Relaxed);
+        let mut behind = false;
         {
             let mut c = core.borrow_mut();
             if starting {
                 let due = (now.duration_since(begin).as_secs_f64() * rate) as u64;
+                // At most BATCH * 4 calls per turn, so that responses are read
+                // in between; the rest follow after a yield.
+                let turn_end = started + (BATCH as u64) * 4;
+                behind = due > turn_end;
+                let due = due.min(turn_end);
                 while started < due {
                     if c.in_flight() >= max_in_flight {
                         c.count_throttled(due - started);
@@ -432,6 +446,10 @@ async fn uac_main(job: UacJob) -> Result<Stats, Error> {
             if !starting && (c.in_flight() == 0 || now >= end + drain) {
                 break;
             }
+        }
+        if behind {
+            tokio::task::yield_now().await;
+            continue;
         }
         let mut wake = now + tick;
         if !starting {
