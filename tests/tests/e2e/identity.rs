@@ -28,8 +28,9 @@ use peering_tests::pki::Leaf;
 use peering_tests::tools::require;
 use peering_tests::ua::{Answer, Call, Callee, token};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams,
+    SanType, SerialNumber,
 };
 use tokio::net::UdpSocket;
 
@@ -37,6 +38,8 @@ const WAIT: Duration = Duration::from_secs(5);
 const ORIG: &str = "12155550100";
 const DEST: &str = "12155550101";
 const X5U: &str = "https://sti.example.net/certs/sp.pem";
+/// The serial number the federation CA's CRL revokes in the TLS tests.
+const REVOKED_SERIAL: u64 = 4242;
 
 /// A throw-away CA for STI and TLS certificates.
 struct Ca {
@@ -57,6 +60,28 @@ impl Ca {
 
     fn pem(&self) -> String {
         self.issuer.pem()
+    }
+
+    /// A CRL revoking `serial`.
+    fn crl_pem(&self, serial: u64) -> String {
+        let then = rcgen::date_time_ymd(2024, 1, 1);
+        CertificateRevocationListParams {
+            this_update: then,
+            next_update: rcgen::date_time_ymd(4000, 1, 1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(serial),
+                revocation_time: then,
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&self.issuer)
+        .expect("CRL")
+        .pem()
+        .expect("CRL PEM")
     }
 
     /// A P-256 leaf with DNS/IP/`sip:` SANs for client and server use;
@@ -587,6 +612,8 @@ async fn tls_node() -> TlsSetup {
     let ca = Ca::new("federation CA e2e");
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.pem()).expect("ca");
+    let crl_file = dir.path().join("ca.crl");
+    std::fs::write(&crl_file, ca.crl_pem(REVOKED_SERIAL)).expect("crl");
     let node_leaf = ca.leaf_files(dir.path(), "node", &["node.test", "127.0.0.1"], |_| {});
     let sti = Sti::new();
     let callee = Callee::start(0, Answer::RingThenAnswer).await;
@@ -604,6 +631,7 @@ address = "127.0.0.1:0"
 certificate = "{cert}"
 private_key = "{key}"
 ca = ["{ca}"]
+crl = ["{crl}"]
 [admin]
 listen = "127.0.0.1:0"
 [[route]]
@@ -619,6 +647,7 @@ sign_members = ["member-a"]
         cert = node_leaf.cert.display(),
         key = node_leaf.key.display(),
         ca = ca_file.display(),
+        crl = crl_file.display(),
         callee = callee.addr,
         sign_key = sti.path("sp.key").display(),
     );
@@ -696,32 +725,26 @@ async fn kamailio_member_certificate_is_bound_and_signed_for() {
         |_| {},
     );
     let (status, log) = setup.call_through(stranger).await;
-    assert_eq!(status, Some(403), "{log}");
+    assert_eq!(status, Some(403), "wrong SAN: {log}");
     assert!(log.contains("no federation member"), "Warning: {log}");
+
+    // A wildcard is never an RFC 5922 identity, even over the member's domain.
+    let wildcard = setup.ca.leaf_files(
+        setup.dir.path(),
+        "wildcard",
+        &["*.member-a.test", "member-a.test.invalid"],
+        |_| {},
+    );
+    let (status, log) = setup.call_through(wildcard).await;
+    assert_eq!(status, Some(403), "wildcard: {log}");
     assert_eq!(setup.callee.log().invite_uris.len(), 1);
     setup.node.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kamailio_untrusted_or_expired_certificate_fails_the_handshake() {
-    let setup = tls_node().await;
-    let rogue_ca = Ca::new("rogue CA");
-    let rogue = rogue_ca.leaf_files(
-        setup.dir.path(),
-        "rogue",
-        &["sip:member-a.test", "127.0.0.1"],
-        |_| {},
-    );
-    let expired = setup.ca.leaf_files(
-        setup.dir.path(),
-        "expired",
-        &["sip:member-a.test", "127.0.0.1"],
-        |p| {
-            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        },
-    );
-    for (name, leaf) in [("untrusted", rogue), ("expired", expired)] {
+/// Calls through Kamailio with each certificate; each TLS handshake must
+/// fail (counted by the node) and nothing may reach the callee.
+async fn handshakes_fail(setup: &TlsSetup, leaves: Vec<(&str, Leaf)>) {
+    for (name, leaf) in leaves {
         let before = setup
             .node
             .metrics
@@ -740,5 +763,41 @@ async fn kamailio_untrusted_or_expired_certificate_fails_the_handshake() {
         setup.callee.log().invite_uris.is_empty(),
         "nothing reached the callee"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_untrusted_or_expired_certificate_fails_the_handshake() {
+    let setup = tls_node().await;
+    let rogue_ca = Ca::new("rogue CA");
+    let sans = ["sip:member-a.test", "127.0.0.1"];
+    let rogue = rogue_ca.leaf_files(setup.dir.path(), "rogue", &sans, |_| {});
+    let expired = setup
+        .ca
+        .leaf_files(setup.dir.path(), "expired", &sans, |p| {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        });
+    handshakes_fail(&setup, vec![("untrusted", rogue), ("expired", expired)]).await;
+    setup.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kamailio_revoked_or_not_yet_valid_certificate_fails_the_handshake() {
+    let setup = tls_node().await;
+    let sans = ["sip:member-a.test", "127.0.0.1"];
+    let revoked = setup
+        .ca
+        .leaf_files(setup.dir.path(), "revoked", &sans, |p| {
+            p.serial_number = Some(SerialNumber::from(REVOKED_SERIAL));
+        });
+    let future = setup.ca.leaf_files(setup.dir.path(), "future", &sans, |p| {
+        p.not_before = rcgen::date_time_ymd(3000, 1, 1);
+        p.not_after = rcgen::date_time_ymd(3001, 1, 1);
+    });
+    handshakes_fail(
+        &setup,
+        vec![("revoked", revoked), ("not yet valid", future)],
+    )
+    .await;
     setup.node.shutdown().await;
 }
