@@ -801,3 +801,95 @@ async fn kamailio_revoked_or_not_yet_valid_certificate_fails_the_handshake() {
     .await;
     setup.node.shutdown().await;
 }
+
+/// A node that relays `+` over TLS to `target` (a `sip:` URI).
+async fn tls_relay(dir: &Path, ca: &Ca, ca_file: &Path, target: &str) -> NodeHandle {
+    let stem = format!("node-{}", token());
+    let leaf = ca.leaf_files(dir, &stem, &["sip:node.test", "127.0.0.1"], |_| {});
+    let toml = format!(
+        r#"
+[node]
+grace_period_secs = 0
+[[sip.listen]]
+transport = "udp"
+address = "127.0.0.1:0"
+[[sip.listen]]
+transport = "tls"
+address = "127.0.0.1:0"
+[tls]
+certificate = "{cert}"
+private_key = "{key}"
+ca = ["{ca}"]
+[admin]
+listen = "127.0.0.1:0"
+[[route]]
+prefix = "+"
+targets = ["{target}"]
+"#,
+        cert = leaf.cert.display(),
+        key = leaf.key.display(),
+        ca = ca_file.display(),
+    );
+    let mut config = Config::from_toml(&toml).expect("config");
+    config.node.data_dir = Some(dir.join(format!("data-{stem}")));
+    peering::node::start(config).await.expect("node starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_tls_verifies_the_terminating_member_by_rfc5922() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("federation CA e2e");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("ca");
+    let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    // Two Kamailio edge proxies of "member-b.test": one with a certificate
+    // for that domain, one with a certificate of the same CA for another.
+    let edge = |stem: &str, san: &str| {
+        let leaf = ca.leaf_files(dir.path(), stem, &[san], |_| {});
+        let tls_port = free_port();
+        let kam = EdgeProxy {
+            port: free_port(),
+            tls: Some((
+                tls_port,
+                KamailioTls {
+                    leaf,
+                    ca: ca_file.clone(),
+                },
+            )),
+            next_hop: format!("sip:{}", callee.addr),
+        }
+        .start();
+        (kam, tls_port)
+    };
+    let (right, right_port) = edge("member-b", "sip:member-b.test");
+    let (wrong, wrong_port) = edge("impostor", "sip:impostor.test");
+    // The target names the member's domain; maddr gives its address.
+    let uri = |port: u16| format!("sip:member-b.test:{port};transport=tls;maddr=127.0.0.1");
+    let good = tls_relay(dir.path(), &ca, &ca_file, &uri(right_port)).await;
+    let bad = tls_relay(dir.path(), &ca, &ca_file, &uri(wrong_port)).await;
+
+    let uac = Uac::bind([127, 0, 0, 1]).await;
+    let out = uac.invite(udp(&good), &[]).await;
+    assert_eq!(
+        out.status,
+        Some(200),
+        "member-b's certificate accepted\n{}",
+        right.log()
+    );
+    assert_eq!(invites(&callee), 1);
+
+    let out = uac.invite(udp(&bad), &[]).await;
+    assert!(
+        out.status.is_some_and(|s| s >= 500),
+        "a certificate for another domain is refused: {:?}\n{}",
+        out.status,
+        wrong.log()
+    );
+    assert!(
+        bad.metrics.tls_handshake_failures.load(Ordering::Relaxed) > 0,
+        "the outbound handshake failed"
+    );
+    assert_eq!(invites(&callee), 1, "the impostor got nothing through");
+    good.shutdown().await;
+    bad.shutdown().await;
+}
