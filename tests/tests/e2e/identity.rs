@@ -113,6 +113,16 @@ impl Ca {
         (cert.pem(), key)
     }
 
+    /// A leaf certifying an existing key (RSA or EC), as PEM.
+    fn leaf_for_key(&self, cn: &str, key: &KeyPair, san_uri: &str) -> String {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+            .subject_alt_names
+            .push(SanType::URI(san_uri.try_into().expect("uri")));
+        params.signed_by(key, &self.issuer).expect("leaf").pem()
+    }
+
     /// A leaf written as `dir/<stem>.crt` and `dir/<stem>.key`.
     fn leaf_files(
         &self,
@@ -892,4 +902,106 @@ async fn outbound_tls_verifies_the_terminating_member_by_rfc5922() {
     assert_eq!(invites(&callee), 1, "the impostor got nothing through");
     good.shutdown().await;
     bad.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc4474_signed_by_one_node_verified_by_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_path = dir.path().join("rsa.key");
+    let out = Command::new(require("openssl", "openssl"))
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .arg("-out")
+        .arg(&key_path)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl genpkey failed");
+    let key = KeyPair::from_pem(&std::fs::read_to_string(&key_path).expect("key")).expect("RSA");
+    let ca = Ca::new("RFC 4474 CA e2e");
+    let (ca_dir, repo) = (dir.path().join("ca"), dir.path().join("repo"));
+    std::fs::create_dir_all(&ca_dir).expect("mkdir");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    std::fs::write(ca_dir.join("ca.pem"), ca.pem()).expect("ca");
+    // RFC 4474 section 6: the certificate must identify the From domain
+    // (the caller's From host is 127.0.0.1).
+    std::fs::write(
+        repo.join("id.pem"),
+        ca.leaf_for_key("127.0.0.1", &key, "sip:127.0.0.1"),
+    )
+    .expect("cert");
+
+    let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    let (verifier, _d1) = node_with(
+        &format!(
+            "require = true\nrfc4474 = true\nsti_ca = \"{}\"\nrepository = \"{}\"\n",
+            ca_dir.display(),
+            repo.display()
+        ),
+        callee.addr,
+    )
+    .await;
+    let (signer, _d2) = node_with(
+        &format!(
+            "sign_standard = \"rfc4474\"\nsign_key = \"{}\"\nsign_x5u = \"https://127.0.0.1/certs/id.pem\"\nsign_sources = [\"127.0.0.1/32\"]\n",
+            key_path.display()
+        ),
+        udp(&verifier),
+    )
+    .await;
+    let uac = Uac::bind([127, 0, 0, 1]).await;
+    let out = uac.invite(udp(&signer), &[]).await;
+    assert_eq!(out.status, Some(200), "RFC 4474 signed and verified");
+    let invite = callee.log().first_invite.expect("callee saw the INVITE");
+    let msg = Message::parse(Bytes::copy_from_slice(invite.as_bytes())).expect("parse");
+    let identity = msg
+        .header(&HeaderName::Identity)
+        .expect("Identity")
+        .trim()
+        .to_owned();
+    let info = msg
+        .header(&HeaderName::IdentityInfo)
+        .expect("Identity-Info")
+        .trim()
+        .to_owned();
+    let date = msg
+        .header(&HeaderName::Date)
+        .expect("Date added")
+        .trim()
+        .to_owned();
+    assert!(identity.starts_with('"'), "{identity}");
+    assert_eq!(info, "<https://127.0.0.1/certs/id.pem>;alg=rsa-sha256");
+
+    // The same signature on another call (other Call-ID) does not verify.
+    let out = uac
+        .invite(
+            udp(&verifier),
+            &[
+                ("Identity", &identity),
+                ("Identity-Info", &info),
+                ("Date", &date),
+            ],
+        )
+        .await;
+    assert_eq!(out.status, Some(438), "signature over another request");
+    // rsa-sha1 is off by default.
+    let sha1 = info.replace("rsa-sha256", "rsa-sha1");
+    let out = uac
+        .invite(
+            udp(&verifier),
+            &[
+                ("Identity", &identity),
+                ("Identity-Info", &sha1),
+                ("Date", &date),
+            ],
+        )
+        .await;
+    assert_eq!(out.status, Some(437), "rsa-sha1 refused");
+    assert_eq!(invites(&callee), 1);
+    signer.shutdown().await;
+    verifier.shutdown().await;
 }
