@@ -1005,3 +1005,46 @@ async fn rfc4474_signed_by_one_node_verified_by_the_next() {
     signer.shutdown().await;
     verifier.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_peers_bound_by_source_network_and_attestation_policy() {
+    let sti = Sti::new();
+    let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    let (node, _data) = node_with(
+        &format!(
+            "attestation = [\"A\"]\n{}\n[[identity.member]]\nname = \"member-c\"\nnetworks = [\"127.0.0.2/32\"]\n",
+            sti.identity_toml()
+        ),
+        callee.addr,
+    )
+    .await;
+    // 127.0.0.1 is no member's network: 403 before any routing work.
+    let stranger = Uac::bind([127, 0, 0, 1]).await;
+    let out = stranger.invite(udp(&node), &[]).await;
+    assert_eq!(out.status, Some(403));
+    let warning = out
+        .response
+        .as_ref()
+        .and_then(|r| r.header(&HeaderName::Warning))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(warning.contains("no federation member"), "{warning}");
+
+    // The member's address passes; its A-attested call is relayed, a
+    // C-attested one is refused by the attestation policy.
+    let member = Uac::bind([127, 0, 0, 2]).await;
+    let key = sti.path("sp.key");
+    let a = secsipidx_sign(&key, X5U, &[]);
+    let out = member.invite(udp(&node), &[("Identity", &a)]).await;
+    assert_eq!(out.status, Some(200), "member, attestation A");
+    let c = secsipidx_sign(&key, X5U, &["-a", "C"]);
+    let out = member.invite(udp(&node), &[("Identity", &c)]).await;
+    assert_eq!(out.status, Some(403), "attestation C not accepted");
+    let reason = out
+        .response
+        .as_ref()
+        .and_then(|r| r.reason().map(str::to_owned));
+    assert_eq!(reason.as_deref(), Some("Attestation Not Accepted"));
+    assert_eq!(invites(&callee), 1);
+    node.shutdown().await;
+}
