@@ -1048,3 +1048,149 @@ async fn udp_peers_bound_by_source_network_and_attestation_policy() {
     assert_eq!(invites(&callee), 1);
     node.shutdown().await;
 }
+
+/// A TLS client with a chosen version and cipher suite: connects to the
+/// node, sends OPTIONS and returns the first line of the answer, or the
+/// error.
+async fn tls_options(
+    node: SocketAddr,
+    ca_pem: &str,
+    leaf: &Leaf,
+    version: &'static rustls::SupportedProtocolVersion,
+    suite: &str,
+) -> Result<String, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider
+        .cipher_suites
+        .retain(|s| s.suite().as_str() == Some(suite));
+    assert_eq!(provider.cipher_suites.len(), 1, "known suite {suite}");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.expect("ca")).expect("root");
+    }
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&leaf.cert)
+        .expect("cert")
+        .map(|c| c.expect("cert"))
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&leaf.key).expect("key");
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+        .with_protocol_versions(&[version])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client config");
+    let tcp = tokio::net::TcpStream::connect(node)
+        .await
+        .map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = ServerName::IpAddress(node.ip().into());
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let me = tls.get_ref().0.local_addr().expect("addr");
+    let options = format!(
+        "OPTIONS sip:{node};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS {me};branch=z9hG4bK{b}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:probe@{me}>;tag={t}\r\nTo: <sip:{node}>\r\n\
+         Call-ID: {b}@e2e\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        b = token(),
+        t = token()
+    );
+    tls.write_all(options.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, tls.read(&mut buf))
+        .await
+        .map_err(|_| "no answer".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_version_floor_and_cipher_policy() {
+    use rustls::version::{TLS12, TLS13};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::new("federation CA e2e");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("ca");
+    let node_leaf = ca.leaf_files(dir.path(), "node", &["node.test", "127.0.0.1"], |_| {});
+    let client = ca.leaf_files(dir.path(), "client", &["sip:member-a.test"], |_| {});
+    let start = |tls_extra: &str| {
+        let toml = format!(
+            r#"
+[node]
+grace_period_secs = 0
+[sip]
+domains = ["node.test"]
+[[sip.listen]]
+transport = "tls"
+address = "127.0.0.1:0"
+[tls]
+certificate = "{cert}"
+private_key = "{key}"
+ca = ["{ca}"]
+{tls_extra}
+[admin]
+listen = "127.0.0.1:0"
+"#,
+            cert = node_leaf.cert.display(),
+            key = node_leaf.key.display(),
+            ca = ca_file.display(),
+        );
+        let mut config = Config::from_toml(&toml).expect("config");
+        config.node.data_dir = Some(dir.path().join(format!("data-{}", token())));
+        peering::node::start(config)
+    };
+    const AES128_12: &str = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256";
+    const AES256_12: &str = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384";
+    const AES256_13: &str = "TLS13_AES_256_GCM_SHA384";
+    let ca_pem = ca.pem();
+
+    // Default: TLS 1.2 and 1.3 both work.
+    let node = start("").await.expect("node");
+    let addr = node.addr(Transport::Tls).expect("tls");
+    let answer = tls_options(addr, &ca_pem, &client, &TLS12, AES128_12).await;
+    assert!(
+        answer.as_deref().is_ok_and(|l| l.starts_with("SIP/2.0 ")),
+        "{answer:?}"
+    );
+    let answer = tls_options(addr, &ca_pem, &client, &TLS13, AES256_13).await;
+    assert!(
+        answer.as_deref().is_ok_and(|l| l.starts_with("SIP/2.0 ")),
+        "{answer:?}"
+    );
+    node.shutdown().await;
+
+    // min_version = "1.3": a TLS 1.2 client fails the handshake.
+    let node = start("min_version = \"1.3\"").await.expect("node");
+    let addr = node.addr(Transport::Tls).expect("tls");
+    let answer = tls_options(addr, &ca_pem, &client, &TLS12, AES256_12).await;
+    assert!(answer.is_err(), "TLS 1.2 refused: {answer:?}");
+    let answer = tls_options(addr, &ca_pem, &client, &TLS13, AES256_13).await;
+    assert!(answer.is_ok(), "TLS 1.3 accepted: {answer:?}");
+    node.shutdown().await;
+
+    // A cipher policy: only the AES-256 suites.
+    let node = start(&format!(
+        "cipher_suites = [\"{AES256_13}\", \"{AES256_12}\"]"
+    ))
+    .await
+    .expect("node");
+    let addr = node.addr(Transport::Tls).expect("tls");
+    let answer = tls_options(addr, &ca_pem, &client, &TLS12, AES128_12).await;
+    assert!(answer.is_err(), "AES-128 refused: {answer:?}");
+    let answer = tls_options(addr, &ca_pem, &client, &TLS12, AES256_12).await;
+    assert!(answer.is_ok(), "AES-256 accepted: {answer:?}");
+    node.shutdown().await;
+
+    // An unknown suite name stops the node at start.
+    let err = start("cipher_suites = [\"TLS_RSA_WITH_RC4_128_MD5\"]")
+        .await
+        .expect_err("unknown suite refused");
+    assert!(format!("{err:#}").contains("cipher suite"), "{err:#}");
+}
