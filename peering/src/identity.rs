@@ -544,6 +544,11 @@ impl IdentityScreen {
             }
             return Ok(());
         }
+        if self.stir.is_none() {
+            // No `sti_ca`: this node does not verify; the header travels on.
+            info.identity = Some("unverified".to_owned());
+            return Ok(());
+        }
         let result = self.verify(msg, &view, now).await;
         match &result.outcome {
             Ok(verified) => {

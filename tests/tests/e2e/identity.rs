@@ -538,6 +538,11 @@ async fn node_signs_and_secsipidx_verifies_what_the_callee_received() {
     assert_eq!(out.status, Some(200));
     let relayed = callee3.log().first_invite.expect("callee saw the INVITE");
     assert_eq!(identity_of(&relayed), None, "not signed for 127.0.0.1");
+    // Without `sti_ca` the node does not verify: any Identity travels on.
+    let opaque = "e30.e30.c2ln;info=<https://sti.example.net/certs/x.pem>";
+    let out = uac.invite(udp(&picky), &[("Identity", opaque)]).await;
+    assert_eq!(out.status, Some(200), "not verified, passed on");
+    assert_eq!(invites(&callee3), 2);
 
     for n in [node, verifier, chain, picky] {
         n.shutdown().await;
