@@ -48,6 +48,15 @@ pub enum Command {
     },
     /// Apply the schema migrations in migrations/ to the configured store.
     Migrate(ConfigArg),
+    /// Manage the federation registry from a declarative file.
+    Federation {
+        /// The configuration (for the store).
+        #[command(flatten)]
+        config: ConfigArg,
+        /// What to do.
+        #[command(subcommand)]
+        action: FederationAction,
+    },
     /// Provision the federation's ENUM zone in the store.
     Enum {
         /// The configuration (for the store and `[enum_zone]`).
@@ -57,6 +66,23 @@ pub enum Command {
         #[command(subcommand)]
         action: EnumAction,
     },
+}
+
+/// `peering federation ...`.
+#[derive(Debug, Subcommand)]
+pub enum FederationAction {
+    /// Reconcile the store with a federation file: create, update and
+    /// remove members, domains, networks, ranges, agreements and limits so
+    /// that the store says what the file says, in one transaction.
+    Apply {
+        /// Print the changes without writing them.
+        #[arg(long)]
+        dry_run: bool,
+        /// The federation file (TOML).
+        file: PathBuf,
+    },
+    /// Print what the store holds, as changes from an empty federation.
+    Show,
 }
 
 /// `peering enum ...`.

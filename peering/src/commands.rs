@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use peering_store::{EnumEntry, Store};
 
-use crate::cli::EnumAction;
+use crate::cli::{EnumAction, FederationAction};
 use crate::config::Config;
 use crate::env::Strings;
 use crate::zone_service::load_zone;
@@ -172,6 +172,42 @@ pub async fn enum_command(
                 "{}",
                 zone.to_master_file().context("writing the zone file")?
             );
+        }
+    }
+    Ok(())
+}
+
+/// `peering federation ...`.
+pub async fn federation_command(
+    config: &Config,
+    env: &dyn Strings,
+    action: FederationAction,
+) -> anyhow::Result<()> {
+    let store = prepare_store(config, env).await?;
+    match action {
+        FederationAction::Apply { dry_run, file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let desired = peering_store::parse_federation(&text)
+                .with_context(|| format!("{} is not a valid federation file", file.display()))?;
+            let result = peering_store::apply_federation(store.as_ref(), &desired, dry_run)
+                .await
+                .context("reconciling the registry")?;
+            print!("{}", peering_policy::federation::render(&result.changes));
+            match (result.changes.is_empty(), result.applied) {
+                (true, _) => println!("the store already matches {}", file.display()),
+                (false, true) => println!("applied {} changes", result.changes.len()),
+                (false, false) => println!("dry run: {} changes not written", result.changes.len()),
+            }
+        }
+        FederationAction::Show => {
+            let current = store
+                .load_snapshot()
+                .await
+                .context("reading the registry")?;
+            let changes =
+                peering_policy::federation::diff(&peering_policy::Snapshot::default(), &current);
+            print!("{}", peering_policy::federation::render(&changes));
         }
     }
     Ok(())

@@ -76,6 +76,14 @@ fn main() -> ExitCode {
             init_tracing(&config);
             run(async move { peering::commands::migrate(&config, &env).await })
         }
+        Command::Federation { config, action } => {
+            let config = match load_config(config.config, &env) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            init_tracing(&config);
+            run(async move { peering::commands::federation_command(&config, &env, action).await })
+        }
         Command::Enum { config, action } => {
             let config = match load_config(config.config, &env) {
                 Ok(c) => c,

@@ -29,6 +29,7 @@ use crate::config::{Config, TransportKind};
 use crate::enum_routing::EnumRouter;
 use crate::env::ProcessEnv;
 use crate::metrics::Metrics;
+use crate::policy_layer::{PolicyLayer, PolicyScreen};
 use crate::router::{FirstMatch, Pipeline, RouteRequest, Router, Screen, StaticRouter};
 use crate::tls;
 use crate::transport::{Bound, Input, ListenSpec, StreamSettings, Transports};
@@ -90,13 +91,21 @@ fn transport_of(kind: TransportKind) -> Transport {
 /// Builds the routing seam a configuration describes: the screens
 /// (authentication, Identity, policy) in front of the destinations (the
 /// static table first, then ENUM).
-pub fn build_router(config: &Config) -> anyhow::Result<Arc<dyn Router>> {
+pub fn build_router(
+    config: &Config,
+    policy: Option<Arc<PolicyLayer>>,
+) -> anyhow::Result<Arc<dyn Router>> {
     let mut screens: Vec<Arc<dyn Screen>> = Vec::new();
     if let Some(section) = &config.identity {
         screens.push(
             crate::identity::screen(section, &config.node.name)
                 .context("setting up the [identity] section")?,
         );
+    }
+    // Policy runs after identity: it takes the verification result and the
+    // PAI trust decision as inputs.
+    if let Some(policy) = policy {
+        screens.push(Arc::new(PolicyScreen(policy)));
     }
     let mut destinations: Vec<Arc<dyn Router>> = vec![Arc::new(StaticRouter::new(&config.routes))];
     if let Some(section) = &config.enum_routing {
@@ -111,17 +120,43 @@ pub fn build_router(config: &Config) -> anyhow::Result<Arc<dyn Router>> {
 
 /// Starts a node with the routing its configuration describes.
 pub async fn start(config: Config) -> anyhow::Result<NodeHandle> {
-    let router = build_router(&config)?;
-    start_with_router(config, router).await
+    let metrics = Arc::new(Metrics::default());
+    let store = crate::commands::prepare_store(&config, &ProcessEnv).await?;
+    let policy = match &config.policy {
+        Some(section) => Some(
+            PolicyLayer::start(
+                &config.node.name,
+                section.clone(),
+                store.clone(),
+                metrics.clone(),
+            )
+            .await
+            .context("starting the federation policy")?,
+        ),
+        None => None,
+    };
+    let router = build_router(&config, policy.clone())?;
+    launch(config, router, store, metrics, policy).await
 }
 
-/// Starts a node with a given router (the seam where ENUM and policy plug in).
+/// Starts a node with a given router (tests use it to put their own routing
+/// behind the proxy).
 pub async fn start_with_router(
     config: Config,
     router: Arc<dyn Router>,
 ) -> anyhow::Result<NodeHandle> {
     let metrics = Arc::new(Metrics::default());
     let store = crate::commands::prepare_store(&config, &ProcessEnv).await?;
+    launch(config, router, store, metrics, None).await
+}
+
+async fn launch(
+    config: Config,
+    router: Arc<dyn Router>,
+    store: Arc<dyn peering_store::Store>,
+    metrics: Arc<Metrics>,
+    policy: Option<Arc<PolicyLayer>>,
+) -> anyhow::Result<NodeHandle> {
     let zone = match &config.enum_zone {
         Some(section) => Some(
             ZoneService::start(section.clone(), store.clone())
@@ -159,6 +194,9 @@ pub async fn start_with_router(
         tls_connector,
         input_tx,
         metrics.clone(),
+        policy
+            .clone()
+            .map(|p| p as Arc<dyn crate::transport::PacketFilter>),
     )
     .await
     .context("binding SIP listeners")?;
@@ -208,12 +246,16 @@ pub async fn start_with_router(
     };
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let parts = CoreParts {
+        router,
+        transports,
+        metrics: metrics.clone(),
+        policy,
+    };
     let core = tokio::spawn(core_loop(
         proxy,
         input_rx,
-        router,
-        transports,
-        metrics.clone(),
+        parts,
         shutdown_rx,
         config.grace_period(),
     ));
@@ -252,15 +294,27 @@ fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
-async fn core_loop(
-    mut proxy: Proxy,
-    mut input: mpsc::Receiver<Input>,
+/// What the core task works with besides the proxy itself.
+struct CoreParts {
     router: Arc<dyn Router>,
     transports: Transports,
     metrics: Arc<Metrics>,
+    policy: Option<Arc<PolicyLayer>>,
+}
+
+async fn core_loop(
+    mut proxy: Proxy,
+    mut input: mpsc::Receiver<Input>,
+    parts: CoreParts,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) {
+    let CoreParts {
+        router,
+        transports,
+        metrics,
+        policy,
+    } = parts;
     let (route_tx, mut route_rx) = mpsc::unbounded_channel::<(RouteId, RouteDecision)>();
     let mut drain_until: Option<tokio::time::Instant> = None;
     loop {
@@ -279,7 +333,12 @@ async fn core_loop(
             }
             msg = input.recv() => {
                 match msg {
-                    Some(Input::Message(message, flow)) => proxy.handle_message(now(), message, flow),
+                    Some(Input::Message(message, flow)) => {
+                        match policy.as_ref().and_then(|p| refuse_early(p, &message, &flow)) {
+                            Some(transmit) => transports.send(transmit),
+                            None => proxy.handle_message(now(), message, flow),
+                        }
+                    }
                     Some(Input::TransportError(token)) => proxy.handle_transport_error(now(), token),
                     None => break,
                 }
@@ -302,6 +361,15 @@ async fn core_loop(
             transports.send(transmit);
         }
         while let Some(event) = proxy.poll_event() {
+            if let (
+                Some(policy),
+                Event::CallFinal {
+                    call_id, status, ..
+                },
+            ) = (&policy, &event)
+            {
+                policy.call_final(call_id, *status);
+            }
             handle_event(event, &router, &route_tx, &metrics, &transports);
         }
         metrics
@@ -315,6 +383,43 @@ async fn core_loop(
             break;
         }
     }
+}
+
+/// Requests refused before the proxy sees them (scanner signatures): a
+/// stateless response, nothing kept.
+fn refuse_early(
+    policy: &PolicyLayer,
+    message: &peering_proto::msg::Message,
+    flow: &peering_proto::proxy::Flow,
+) -> Option<peering_proto::proxy::Transmit> {
+    if !message.is_request() {
+        return None;
+    }
+    let rejection = policy.check_request(message, flow)?;
+    if message.method() == Some(&peering_proto::msg::Method::Ack) {
+        return None;
+    }
+    let headers: Vec<(peering_proto::msg::HeaderName, &str)> = rejection
+        .headers
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_str()))
+        .collect();
+    let bytes = peering_proto::msg::response_to(
+        message,
+        rejection.status,
+        &rejection.reason,
+        Some("scan"),
+        &headers,
+    );
+    Some(peering_proto::proxy::Transmit {
+        transport: flow.transport,
+        remote: flow.remote,
+        local: Some(flow.local),
+        conn: flow.conn,
+        server_name: None,
+        bytes,
+        token: None,
+    })
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

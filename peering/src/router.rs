@@ -50,6 +50,11 @@ pub struct CallInfo {
     pub remove_headers: Vec<HeaderName>,
     /// Headers to add to the forwarded request.
     pub add_headers: Vec<(HeaderName, String)>,
+    /// The SPIT decision and score, for logs and CDRs.
+    pub spit: Option<String>,
+    /// Destinations a screen chose (policy: the terminating members' SIP
+    /// targets, in order). When set, the destination routers are skipped.
+    pub targets: Option<Vec<Uri>>,
 }
 
 /// A check that runs before the destination is looked up: authentication,
@@ -97,7 +102,14 @@ impl Router for Pipeline {
                     return RouteDecision::Reject(rejection);
                 }
             }
-            match self.destination.route(request).await {
+            let decision = match &info.targets {
+                Some(uris) => match request.request.request_uri() {
+                    Some(uri) => static_targets(uri, uris).await,
+                    None => RouteDecision::Reject(Rejection::new(400, "Bad Request-URI")),
+                },
+                None => self.destination.route(request).await,
+            };
+            match decision {
                 RouteDecision::Forward {
                     targets,
                     mut remove_headers,
@@ -273,6 +285,27 @@ impl Router for StaticRouter {
             }
         })
     }
+}
+
+/// Resolves configured target URIs for a request to `uri`, in order.
+pub async fn static_targets(uri: &Uri, configured: &[Uri]) -> RouteDecision {
+    let mut targets = Vec::new();
+    let mut last_err = None;
+    for target_uri in configured {
+        match resolve_uri(target_uri).await {
+            Ok(resolved) => {
+                for mut t in resolved {
+                    t.uri = request_uri_for(uri, target_uri);
+                    targets.push(t);
+                }
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    if targets.is_empty() {
+        return RouteDecision::Reject(last_err.unwrap_or_else(|| Rejection::new(404, "Not Found")));
+    }
+    RouteDecision::forward(targets)
 }
 
 /// The Request-URI to send to a static target: the target's host, port and

@@ -47,6 +47,13 @@ pub struct StreamSettings {
     pub handshake_timeout: Duration,
 }
 
+/// A check run on every packet and connection before any parsing (flood
+/// defence): `false` drops it.
+pub trait PacketFilter: Send + Sync + 'static {
+    /// Whether traffic from `ip` may be looked at.
+    fn admit(&self, ip: std::net::IpAddr) -> bool;
+}
+
 /// A bound UDP socket.
 #[derive(Debug, Clone)]
 struct UdpEndpoint {
@@ -81,6 +88,7 @@ pub struct Transports {
     settings: StreamSettings,
     tls_connector: Option<TlsConnector>,
     metrics: Arc<Metrics>,
+    filter: Option<Arc<dyn PacketFilter>>,
 }
 
 impl std::fmt::Debug for Transports {
@@ -142,6 +150,7 @@ impl Transports {
         tls_connector: Option<TlsConnector>,
         input: mpsc::Sender<Input>,
         metrics: Arc<Metrics>,
+        filter: Option<Arc<dyn PacketFilter>>,
     ) -> Result<(Self, Vec<Bound>), TransportError> {
         let mut udp = Vec::new();
         let mut listeners = Vec::new();
@@ -189,6 +198,7 @@ impl Transports {
             settings,
             tls_connector,
             metrics,
+            filter,
         };
         for endpoint in transports.udp.iter() {
             tokio::spawn(transports.clone().udp_loop(endpoint.clone()));
@@ -221,6 +231,9 @@ impl Transports {
             };
             if self.input.is_closed() {
                 return;
+            }
+            if !self.admits(remote.ip()) {
+                continue;
             }
             let data = &buf[..len];
             if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -255,6 +268,10 @@ impl Transports {
                 }
             }
         }
+    }
+
+    fn admits(&self, ip: std::net::IpAddr) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.admit(ip))
     }
 
     /// Counts an unparsable message and builds the error response for a
@@ -296,6 +313,9 @@ impl Transports {
             };
             if self.input.is_closed() {
                 return;
+            }
+            if !self.admits(remote.ip()) {
+                continue;
             }
             let _ = stream.set_nodelay(true);
             self.metrics

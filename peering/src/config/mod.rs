@@ -75,6 +75,11 @@ pub struct Config {
     /// `[enum_zone]`: the federation's ENUM zone, served from the store.
     #[serde(default)]
     pub enum_zone: Option<crate::zone_service::ZoneSection>,
+    /// `[policy]`: federation policy from the registry in the store
+    /// (admission, limits, flood and SPIT defence). Without it the node
+    /// routes by its table and ENUM only.
+    #[serde(default)]
+    pub policy: Option<peering_policy::config::PolicyConfig>,
     /// `[admin]`: the admin HTTP API (health and metrics).
     #[serde(default)]
     pub admin: AdminSection,

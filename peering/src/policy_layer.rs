@@ -1,0 +1,540 @@
+//! Federation policy in the node: the registry from the store (reloaded
+//! live, served from the last good copy when the store is down), call
+//! admission (`peering_policy::evaluate`), federation-wide rate and
+//! concurrency limits, flood and scanner defence before routing, and SPIT
+//! scoring.
+//!
+//! ```text
+//! datagram/connection ─► admit_packet (flood ban, pike-style)      drop
+//! parsed request      ─► check_request (scanner User-Agent)        403 + ban
+//! initial request     ─► PolicyScreen: evaluate ─► limits ─► SPIT  403/404/503/607...
+//! BYE, final non-2xx  ─► release the call's concurrency slot
+//! every 150 ms        ─► usage exchange with the other nodes (PostgreSQL)
+//! ```
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use peering_policy::config::PolicyConfig;
+use peering_policy::flood::{FloodGuard, ScannerRules};
+use peering_policy::ratelimit::{Limiter, Slot};
+use peering_policy::spit::{CallerHistory, SpitGuard, SpitInput};
+use peering_policy::{Attestation, CallAttempt, IdentityCheck, Registry, evaluate};
+use peering_proto::msg::{HeaderName, Message, Method, Uri};
+use peering_proto::proxy::{Flow, Rejection, RouteKind};
+use peering_store::{CallRecord, RegistryWatcher, Store};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+use crate::router::{BoxFuture, CallInfo, RouteRequest, Screen, called_number};
+
+/// How long a concurrency slot is kept when no BYE is seen (a call that
+/// ended without its BYE crossing this node, e.g. after a failover).
+const SLOT_MAX_AGE: Duration = Duration::from_secs(4 * 3600);
+
+/// The policy state a node holds.
+pub struct PolicyLayer {
+    node: String,
+    watcher: RegistryWatcher,
+    store: Arc<dyn Store>,
+    flood: Mutex<FloodGuard>,
+    scanners: ScannerRules,
+    scanner_ban: bool,
+    limiter: Arc<Mutex<Limiter>>,
+    spit: Option<Mutex<SpitGuard>>,
+    slots: Mutex<HashMap<String, (Slot, Instant)>>,
+    /// Call records of admitted calls, until they end.
+    calls: Mutex<HashMap<String, CallRecord>>,
+    cdr_tx: mpsc::UnboundedSender<CallRecord>,
+    config: PolicyConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for PolicyLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyLayer")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl PolicyLayer {
+    /// Loads the registry (the first load must succeed) and starts the
+    /// background tasks: registry watching and the usage exchange.
+    pub async fn start(
+        node: &str,
+        config: PolicyConfig,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let watcher = RegistryWatcher::start(store.clone(), Duration::from_secs(2))
+            .await
+            .map_err(|e| anyhow::anyhow!("loading the federation registry: {e}"))?;
+        let start = now();
+        let (cdr_tx, cdr_rx) = mpsc::unbounded_channel();
+        let mut limiter = Limiter::new(start);
+        limiter.set_limits(&watcher.current(), start);
+        let layer = Arc::new(Self {
+            node: node.to_owned(),
+            store,
+            flood: Mutex::new(config.flood_guard(start)),
+            scanners: config.scanner_rules(),
+            scanner_ban: config.scanners.ban,
+            limiter: Arc::new(Mutex::new(limiter)),
+            spit: config.spit().map(|c| Mutex::new(SpitGuard::new(c))),
+            slots: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
+            cdr_tx,
+            watcher,
+            config,
+            metrics,
+        });
+        // One usage exchange before serving, so that a node joining a busy
+        // federation does not admit a whole limit's worth on its own.
+        if let Err(error) = peering_store::sync_usage(
+            layer.store.as_ref(),
+            &layer.node,
+            &layer.limiter,
+            layer.config.horizon(),
+        )
+        .await
+        {
+            warn!(%error, "first rate-limit usage exchange failed");
+        }
+        tokio::spawn(follow_registry(
+            Arc::downgrade(&layer),
+            layer.watcher.subscribe(),
+        ));
+        tokio::spawn(exchange_usage(Arc::downgrade(&layer)));
+        tokio::spawn(write_call_records(layer.store.clone(), cdr_rx));
+        Ok(layer)
+    }
+
+    /// The registry in use.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.watcher.current()
+    }
+
+    /// Cheap check before parsing: is this address banned for flooding?
+    pub fn admit_packet(&self, addr: IpAddr) -> bool {
+        let verdict = lock(&self.flood).check(addr, now());
+        if verdict.is_banned() {
+            self.metrics
+                .incr_labelled("flood_dropped", addr.to_string());
+            false
+        } else {
+            true
+        }
+    }
+
+    /// After parsing, before the proxy: scanner signatures in User-Agent.
+    /// `Some` is the response to send (and the address is banned when
+    /// configured).
+    pub fn check_request(&self, msg: &Message, flow: &Flow) -> Option<Rejection> {
+        let user_agent = msg.header(&HeaderName::UserAgent)?;
+        let signature = self.scanners.matches(user_agent)?;
+        info!(remote = %flow.remote, %signature, "scanner refused");
+        self.metrics
+            .incr_labelled("rejections", "403 Scanner".to_owned());
+        if self.scanner_ban {
+            lock(&self.flood).ban(flow.remote.ip(), now());
+        }
+        Some(
+            Rejection::new(403, "Forbidden")
+                .with_header(HeaderName::Warning, "399 peering \"scanner refused\""),
+        )
+    }
+
+    /// A call ended or failed: frees its concurrency slot.
+    pub fn call_ended(&self, call_id: &str) {
+        if let Some((slot, _)) = lock(&self.slots).remove(call_id) {
+            lock(&self.limiter).release(slot);
+        }
+    }
+
+    /// The final response to an INVITE went upstream: a failed call ends
+    /// here (slot freed, record written); an answered one waits for BYE.
+    pub fn call_final(&self, call_id: &str, status: u16) {
+        let mut calls = lock(&self.calls);
+        let Some(record) = calls.get_mut(call_id) else {
+            return;
+        };
+        record.status = status;
+        if (200..300).contains(&status) {
+            record.answered_at = Some(unix_ms());
+            record.reason = "answered".to_owned();
+            return;
+        }
+        if let Some(mut record) = calls.remove(call_id) {
+            drop(calls);
+            record.ended_at = Some(unix_ms());
+            record.reason = "failed".to_owned();
+            let _ = self.cdr_tx.send(record);
+            self.call_ended(call_id);
+        }
+    }
+
+    /// A BYE crossed the node: the call ends.
+    fn call_hung_up(&self, call_id: &str) {
+        if let Some(mut record) = lock(&self.calls).remove(call_id) {
+            record.ended_at = Some(unix_ms());
+            record.reason = "hangup".to_owned();
+            let _ = self.cdr_tx.send(record);
+        }
+        self.call_ended(call_id);
+    }
+
+    /// Records a call the policy refused.
+    fn refused(&self, mut record: CallRecord, status: u16, reason: &str) {
+        record.status = status;
+        record.reason = reason.to_owned();
+        record.ended_at = Some(record.started_at);
+        let _ = self.cdr_tx.send(record);
+    }
+
+    fn expire_slots(&self) {
+        let cutoff = now().checked_sub(SLOT_MAX_AGE);
+        let Some(cutoff) = cutoff else {
+            return;
+        };
+        let expired: Vec<Slot> = {
+            let mut slots = lock(&self.slots);
+            let old: Vec<String> = slots
+                .iter()
+                .filter(|(_, (_, at))| *at < cutoff)
+                .map(|(k, _)| k.clone())
+                .collect();
+            old.into_iter()
+                .filter_map(|k| slots.remove(&k).map(|(s, _)| s))
+                .collect()
+        };
+        let mut limiter = lock(&self.limiter);
+        for slot in expired {
+            limiter.release(slot);
+        }
+        drop(limiter);
+        let cutoff_ms = unix_ms() - i64::try_from(SLOT_MAX_AGE.as_millis()).unwrap_or(i64::MAX);
+        lock(&self.calls).retain(|_, r| r.started_at > cutoff_ms);
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Writes call records in batches; a batch that fails is kept and retried,
+/// so a database outage delays records instead of losing them (up to a
+/// bound, past which the oldest are dropped and counted in the log).
+async fn write_call_records(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<CallRecord>) {
+    const MAX_PENDING: usize = 100_000;
+    let mut pending: Vec<CallRecord> = Vec::new();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        if pending.is_empty() {
+            match rx.recv().await {
+                Some(r) => pending.push(r),
+                None => return,
+            }
+        }
+        while let Ok(r) = rx.try_recv() {
+            pending.push(r);
+        }
+        if pending.len() > MAX_PENDING {
+            let drop_n = pending.len() - MAX_PENDING;
+            pending.drain(..drop_n);
+            warn!(
+                dropped = drop_n,
+                "call records dropped: store unreachable for too long"
+            );
+        }
+        let batch: Vec<CallRecord> = pending.iter().take(500).cloned().collect();
+        let n = batch.len();
+        match store.insert_call_records(batch).await {
+            Ok(_) => {
+                pending.drain(..n);
+                backoff = Duration::from_millis(200);
+            }
+            Err(error) => {
+                warn!(%error, pending = pending.len(), "call records not written yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn follow_registry(
+    layer: std::sync::Weak<PolicyLayer>,
+    mut updates: tokio::sync::watch::Receiver<Arc<Registry>>,
+) {
+    while updates.changed().await.is_ok() {
+        let Some(layer) = layer.upgrade() else {
+            return;
+        };
+        let registry = updates.borrow().clone();
+        lock(&layer.limiter).set_limits(&registry, now());
+        info!("federation registry reloaded");
+    }
+}
+
+async fn exchange_usage(layer: std::sync::Weak<PolicyLayer>) {
+    let interval = match layer.upgrade() {
+        Some(l) => l.config.sync_interval(),
+        None => return,
+    };
+    let mut ticker = tokio::time::interval(interval);
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        let Some(layer) = layer.upgrade() else {
+            return;
+        };
+        match peering_store::sync_usage(
+            layer.store.as_ref(),
+            &layer.node,
+            &layer.limiter,
+            layer.config.horizon(),
+        )
+        .await
+        {
+            Ok(_) if failing => {
+                info!("rate-limit usage exchange recovered");
+                failing = false;
+            }
+            Ok(_) => {}
+            Err(error) if !failing => {
+                warn!(%error, "rate-limit usage exchange failed; keeping the last shares");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        lock(&layer.limiter).retain_recent(now());
+        layer.expire_slots();
+    }
+}
+
+impl crate::transport::PacketFilter for PolicyLayer {
+    fn admit(&self, ip: IpAddr) -> bool {
+        self.admit_packet(ip)
+    }
+}
+
+/// E.164 digits of a URI's number (no `+`), if it is one.
+fn digits(uri: &Uri) -> Option<String> {
+    let number = called_number(uri)?;
+    let number = number.split(';').next().unwrap_or_default();
+    let d: String = number
+        .chars()
+        .filter(|c| !matches!(c, '-' | '.' | '(' | ')' | ' '))
+        .collect();
+    let d = d.strip_prefix('+').unwrap_or(&d).to_owned();
+    (!d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())).then_some(d)
+}
+
+/// The calling number: P-Asserted-Identity when it survived the identity
+/// screen (trusted source), else From.
+fn caller(msg: &Message, info: &CallInfo) -> Option<String> {
+    let pai_trusted = !info.remove_headers.contains(&HeaderName::PAssertedIdentity);
+    if pai_trusted
+        && let Some(pai) = msg.header(&HeaderName::PAssertedIdentity)
+        && let Ok(na) = peering_proto::msg::NameAddr::parse(pai.split(',').next().unwrap_or(pai))
+        && let Some(d) = digits(&na.uri)
+    {
+        return Some(d);
+    }
+    digits(&msg.from().uri)
+}
+
+/// The identity screen's outcome, as policy needs it.
+fn identity_check(info: &CallInfo) -> IdentityCheck {
+    let Some(text) = info.identity.as_deref() else {
+        return IdentityCheck::Absent;
+    };
+    if text == "none" {
+        return IdentityCheck::Absent;
+    }
+    if text.contains(" valid") || text.contains(" signed") {
+        let attest = text.split("attest=").nth(1).and_then(|a| a.chars().next());
+        return match attest {
+            Some('A') => IdentityCheck::Valid(Attestation::A),
+            Some('B') => IdentityCheck::Valid(Attestation::B),
+            Some('C') => IdentityCheck::Valid(Attestation::C),
+            _ => IdentityCheck::Invalid,
+        };
+    }
+    IdentityCheck::Invalid
+}
+
+fn to_rejection(r: &peering_policy::Rejection) -> Rejection {
+    let status = r.status();
+    let mut out = Rejection::new(status.code, status.reason);
+    if let Some(text) = status.warning {
+        out = out.with_header(
+            HeaderName::Warning,
+            format!("399 peering \"{}\"", text.replace('"', "'")),
+        );
+    }
+    if let Some(secs) = status.retry_after {
+        out = out.with_header(HeaderName::RetryAfter, secs.to_string());
+    }
+    out
+}
+
+/// The policy screen: admission, limits and SPIT for initial requests;
+/// slot release for BYE.
+#[derive(Debug, Clone)]
+pub struct PolicyScreen(pub Arc<PolicyLayer>);
+
+impl Screen for PolicyScreen {
+    fn screen<'a>(
+        &'a self,
+        request: &'a RouteRequest,
+        info: &'a mut CallInfo,
+    ) -> BoxFuture<'a, Result<(), Rejection>> {
+        Box::pin(async move {
+            let layer = &self.0;
+            let msg = &request.request;
+            if let RouteKind::InDialog { .. } = request.kind {
+                if msg.method() == Some(&Method::Bye) {
+                    layer.call_hung_up(msg.call_id());
+                }
+                return Ok(());
+            }
+            let Some(uri) = msg.request_uri() else {
+                return Err(Rejection::new(400, "Bad Request-URI"));
+            };
+            let Some(callee) = digits(uri) else {
+                return Err(Rejection::new(404, "Not A Telephone Number"));
+            };
+            let tls_names = request
+                .peer_certificates
+                .as_ref()
+                .and_then(|c| peering_identity::tls::peer_domains(Some(c.as_slice())).ok())
+                .map(|set| set.into_iter().collect())
+                .unwrap_or_default();
+            let identity = identity_check(info);
+            let attempt = CallAttempt {
+                source: request.flow.remote.ip(),
+                tls_names,
+                caller: caller(msg, info),
+                callee,
+                identity,
+            };
+            let is_invite = msg.method() == Some(&Method::Invite);
+            let mut record = CallRecord {
+                node: layer.node.clone(),
+                call_id: msg.call_id().to_owned(),
+                from_member: None,
+                to_member: None,
+                caller: attempt.caller.clone().unwrap_or_default(),
+                callee: attempt.callee.clone(),
+                source_addr: attempt.source.to_string(),
+                started_at: unix_ms(),
+                answered_at: None,
+                ended_at: None,
+                status: 0,
+                reason: String::new(),
+                attestation: match attempt.identity {
+                    IdentityCheck::Valid(a) => Some(a.as_str().to_owned()),
+                    IdentityCheck::Invalid => Some("invalid".to_owned()),
+                    IdentityCheck::Absent => None,
+                },
+                spit_score: None,
+                spit_decision: None,
+            };
+            let registry = layer.registry();
+            let refuse = |record: CallRecord, r: &peering_policy::Rejection| {
+                layer
+                    .metrics
+                    .incr_labelled("policy_rejections", r.label().to_owned());
+                info!(
+                    call_id = msg.call_id(),
+                    source = %attempt.source,
+                    reason = r.label(),
+                    "call refused by policy"
+                );
+                let rejection = to_rejection(r);
+                if is_invite {
+                    layer.refused(record, rejection.status, r.label());
+                }
+                Err(rejection)
+            };
+            let admission = match evaluate(&attempt, &registry, SystemTime::now()) {
+                Ok(a) => a,
+                Err(r) => return refuse(record, &r),
+            };
+            info.member = Some(admission.from.clone());
+            record.from_member = Some(admission.from.clone());
+            record.to_member = admission.targets.first().map(|t| t.member.clone());
+            if is_invite {
+                let slot = lock(&layer.limiter).try_admit(&admission.from, attempt.source, now());
+                match slot {
+                    Ok(slot) => {
+                        lock(&layer.slots).insert(msg.call_id().to_owned(), (slot, now()));
+                    }
+                    Err(r) => return refuse(record, &r),
+                }
+                if let Some(spit) = &layer.spit
+                    && let Some(caller) = attempt.caller.as_deref()
+                {
+                    let window_ms = 3_600_000;
+                    let short_ms = layer.config.spit.short_call_ms;
+                    let history = layer
+                        .store
+                        .caller_stats(caller.to_owned(), unix_ms() - window_ms, short_ms)
+                        .await
+                        .map(|s| CallerHistory {
+                            calls: s.calls,
+                            answered: s.answered,
+                            short_calls: s.short_calls,
+                        })
+                        .unwrap_or_default();
+                    let assessment = lock(spit).assess(
+                        &SpitInput {
+                            caller,
+                            identity: attempt.identity,
+                            allowed: admission.caller_allowed,
+                            history,
+                        },
+                        now(),
+                    );
+                    info.spit = Some(format!(
+                        "{} score={}",
+                        assessment.decision.as_str(),
+                        assessment.score
+                    ));
+                    record.spit_score = Some(assessment.score);
+                    record.spit_decision = Some(assessment.decision.as_str().to_owned());
+                    if let Some(r) = assessment.rejection() {
+                        layer.call_ended(msg.call_id());
+                        return refuse(record, &r);
+                    }
+                }
+                lock(&layer.calls).insert(msg.call_id().to_owned(), record);
+            }
+            let targets: Vec<Uri> = admission
+                .targets
+                .iter()
+                .filter_map(|t| t.sip_target.as_deref())
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            if !targets.is_empty() {
+                info.targets = Some(targets);
+            }
+            Ok(())
+        })
+    }
+}
