@@ -23,7 +23,15 @@ pub struct UdpUa {
 impl UdpUa {
     /// Binds on 127.0.0.1 at `port` (0 for any).
     pub async fn bind(port: u16) -> Self {
-        let socket = UdpSocket::bind(crate::local(port)).await.expect("bind UA");
+        Self::bind_ip(std::net::Ipv4Addr::LOCALHOST, port).await
+    }
+
+    /// Binds on another loopback address (127.0.0.2, ...) to look like
+    /// another peer.
+    pub async fn bind_ip(ip: std::net::Ipv4Addr, port: u16) -> Self {
+        let socket = UdpSocket::bind(SocketAddr::from((ip, port)))
+            .await
+            .expect("bind UA");
         let addr = socket.local_addr().expect("UA addr");
         Self {
             socket: Arc::new(socket),
@@ -347,6 +355,8 @@ pub struct Call {
     pub uri: String,
     /// The INVITE's top Via branch.
     pub branch: String,
+    /// The calling number in From.
+    pub caller: String,
     /// Final response to the INVITE, once received.
     pub final_response: Option<Message>,
     /// Every status seen for the INVITE, in order.
@@ -358,8 +368,9 @@ impl Call {
     fn invite_text(&self) -> String {
         format!(
             "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: <sip:+15550100001@{me}>;tag={tag}\r\nTo: <{uri}>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\n\
+             From: <sip:{caller}@{me}>;tag={tag}\r\nTo: <{uri}>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\n\
              Contact: <sip:caller@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+            caller = self.caller,
             uri = self.uri,
             me = self.ua.addr,
             branch = self.branch,
@@ -372,8 +383,19 @@ impl Call {
 
     /// Sends an INVITE for `uri` through `proxy`.
     pub async fn invite(proxy: SocketAddr, uri: &str) -> Self {
-        let ua = UdpUa::bind(0).await;
+        Self::invite_from(std::net::Ipv4Addr::LOCALHOST, "+15550100001", proxy, uri).await
+    }
+
+    /// Sends an INVITE from the loopback address `ip` with `caller` in From.
+    pub async fn invite_from(
+        ip: std::net::Ipv4Addr,
+        caller: &str,
+        proxy: SocketAddr,
+        uri: &str,
+    ) -> Self {
+        let ua = UdpUa::bind_ip(ip, 0).await;
         let call = Self {
+            caller: caller.to_owned(),
             ua,
             proxy,
             call_id: format!("{}@test", token()),
@@ -444,10 +466,11 @@ impl Call {
     async fn ack_non_2xx(&self, resp: &Message) {
         let text = format!(
             "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: <sip:+15550100001@{me}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+             From: <sip:{caller}@{me}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
             uri = self.uri,
             me = self.ua.addr,
             branch = self.branch,
+            caller = self.caller,
             tag = self.from_tag,
             to = resp.header(&HeaderName::To).unwrap_or_default().trim(),
             cid = self.call_id
@@ -496,7 +519,8 @@ impl Call {
             text.push_str(&format!("Route: {r}\r\n"));
         }
         text.push_str(&format!(
-            "From: <sip:+15550100001@{me}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+            "From: <sip:{caller}@{me}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+            caller = self.caller,
             me = self.ua.addr,
             tag = self.from_tag,
             cid = self.call_id
@@ -509,7 +533,8 @@ impl Call {
     pub async fn cancel(&self) {
         let text = format!(
             "CANCEL {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch};rport\r\nMax-Forwards: 70\r\n\
-             From: <sip:+15550100001@{me}>;tag={tag}\r\nTo: <{uri}>\r\nCall-ID: {cid}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+             From: <sip:{caller}@{me}>;tag={tag}\r\nTo: <{uri}>\r\nCall-ID: {cid}\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+            caller = self.caller,
             uri = self.uri,
             me = self.ua.addr,
             branch = self.branch,

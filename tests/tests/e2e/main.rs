@@ -4,5 +4,6 @@
 mod enum_routing;
 mod enum_zone;
 mod identity;
+mod policy;
 mod relay;
 mod torture;
