@@ -319,6 +319,107 @@ fn migrate_and_provision_the_enum_zone(dir: &Path) {
     assert!(!String::from_utf8_lossy(&list.stdout).contains("+4721345678"));
 }
 
+/// `peering federation apply` with the shipped examples, then `peering node
+/// --config examples/policy.toml` serving that federation on 5060.
+fn policy_examples_serve_the_federation(dir: &Path) {
+    // Copies, so that the example's relative data_dir lands in the temp dir.
+    for name in ["policy.toml", "federation.toml"] {
+        std::fs::copy(repo().join("examples").join(name), dir.join(name)).expect("copy example");
+    }
+    let config = dir.join("policy.toml").display().to_string();
+    let file = dir.join("federation.toml").display().to_string();
+    let dry = peering(
+        dir,
+        &[
+            "federation",
+            "--config",
+            &config,
+            "apply",
+            "--dry-run",
+            &file,
+        ],
+    );
+    assert!(dry.status.success(), "{dry:?}");
+    let text = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(text.contains("dry run"), "{text}");
+    let out = peering(dir, &["federation", "--config", &config, "apply", &file]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("applied"),
+        "{out:?}"
+    );
+    let again = peering(dir, &["federation", "--config", &config, "apply", &file]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("already matches"),
+        "{again:?}"
+    );
+    let show = peering(dir, &["federation", "--config", &config, "show"]);
+    assert!(
+        String::from_utf8_lossy(&show.stdout).contains('a'),
+        "{show:?}"
+    );
+
+    let node = Node::start(&["node", "--config", &config], dir);
+    let callee = UdpSocket::bind("127.0.0.1:5090").expect("bind 5090");
+    callee
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let answering = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 65_535];
+        while Instant::now() < deadline {
+            let Ok((n, from)) = callee.recv_from(&mut buf) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("INVITE ") {
+                continue;
+            }
+            let mut head = String::from("SIP/2.0 486 Busy Here\r\n");
+            for line in text.split("\r\n").skip(1) {
+                let lower = line.to_ascii_lowercase();
+                if ["via:", "from:", "call-id:", "cseq:"]
+                    .iter()
+                    .any(|p| lower.starts_with(p))
+                {
+                    head.push_str(line);
+                    head.push_str("\r\n");
+                } else if lower.starts_with("to:") {
+                    head.push_str(line);
+                    head.push_str(";tag=callee\r\n");
+                }
+            }
+            head.push_str("Content-Length: 0\r\n\r\n");
+            let _ = callee.send_to(head.as_bytes(), from);
+            return true;
+        }
+        false
+    });
+    // Member A sends from 127.0.0.2 with a number it owns.
+    let a = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
+    a.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let invite = request("INVITE", "sip:+4721345678@127.0.0.1:5060", &a, "pol1")
+        .replace("+15550100@", "+15550100001@");
+    let reply = ask(&a, &invite).expect("answered");
+    assert!(reply.starts_with("SIP/2.0 486"), "relayed to B: {reply}");
+    assert!(
+        answering.join().expect("callee"),
+        "B at 127.0.0.1:5090 got the call"
+    );
+    // Anyone else is refused.
+    let other = socket();
+    let reply = ask(
+        &other,
+        &request("INVITE", "sip:+4721345678@127.0.0.1:5060", &other, "pol2")
+            .replace("+15550100@", "+15550100001@"),
+    )
+    .expect("answered");
+    assert!(reply.starts_with("SIP/2.0 403"), "{reply}");
+    let status = node.terminate();
+    assert!(status.success(), "{status}");
+}
+
 #[test]
 fn the_binary_as_an_operator_runs_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -326,4 +427,5 @@ fn the_binary_as_an_operator_runs_it() {
     migrate_and_provision_the_enum_zone(dir.path());
     no_configuration_serves_options_and_metrics(dir.path());
     relay_example_relays_a_call(dir.path());
+    policy_examples_serve_the_federation(dir.path());
 }
