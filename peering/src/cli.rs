@@ -29,8 +29,8 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct ConfigArg {
     /// TOML configuration file (also PEERING_CONFIG); without one the
-    /// defaults apply.
-    #[arg(long, short)]
+    /// defaults apply. Accepted before or after a subcommand.
+    #[arg(long, short, global = true)]
     pub config: Option<PathBuf>,
 }
 

@@ -342,7 +342,8 @@ fn policy_examples_serve_the_federation(dir: &Path) {
     assert!(dry.status.success(), "{dry:?}");
     let text = String::from_utf8_lossy(&dry.stdout).into_owned();
     assert!(text.contains("dry run"), "{text}");
-    let out = peering(dir, &["federation", "--config", &config, "apply", &file]);
+    // The form the documentation gives: options after the subcommand.
+    let out = peering(dir, &["federation", "apply", "--config", &config, &file]);
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("applied"),
