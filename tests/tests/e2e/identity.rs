@@ -114,12 +114,17 @@ impl Ca {
     }
 
     /// A leaf certifying an existing key (RSA or EC), as PEM.
-    fn leaf_for_key(&self, cn: &str, key: &KeyPair, san_uri: &str) -> String {
+    fn leaf_for_key(
+        &self,
+        cn: &str,
+        key: &KeyPair,
+        san: SanType,
+        edit: impl FnOnce(&mut CertificateParams),
+    ) -> String {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.distinguished_name.push(DnType::CommonName, cn);
-        params
-            .subject_alt_names
-            .push(SanType::URI(san_uri.try_into().expect("uri")));
+        params.subject_alt_names.push(san);
+        edit(&mut params);
         params.signed_by(key, &self.issuer).expect("leaf").pem()
     }
 
@@ -924,10 +929,9 @@ async fn outbound_tls_verifies_the_terminating_member_by_rfc5922() {
     bad.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rfc4474_signed_by_one_node_verified_by_the_next() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let key_path = dir.path().join("rsa.key");
+/// A 2048-bit RSA key made by `openssl` (ring cannot generate RSA keys),
+/// written as PKCS#8 PEM to `path`.
+fn rsa_key(path: &Path) -> KeyPair {
     let out = Command::new(require("openssl", "openssl"))
         .args([
             "genpkey",
@@ -937,11 +941,18 @@ async fn rfc4474_signed_by_one_node_verified_by_the_next() {
             "rsa_keygen_bits:2048",
         ])
         .arg("-out")
-        .arg(&key_path)
+        .arg(path)
         .output()
         .expect("run openssl");
     assert!(out.status.success(), "openssl genpkey failed");
-    let key = KeyPair::from_pem(&std::fs::read_to_string(&key_path).expect("key")).expect("RSA");
+    KeyPair::from_pem(&std::fs::read_to_string(path).expect("key")).expect("RSA key")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc4474_signed_by_one_node_verified_by_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_path = dir.path().join("rsa.key");
+    let key = rsa_key(&key_path);
     let ca = Ca::new("RFC 4474 CA e2e");
     let (ca_dir, repo) = (dir.path().join("ca"), dir.path().join("repo"));
     std::fs::create_dir_all(&ca_dir).expect("mkdir");
@@ -951,7 +962,12 @@ async fn rfc4474_signed_by_one_node_verified_by_the_next() {
     // (the caller's From host is 127.0.0.1).
     std::fs::write(
         repo.join("id.pem"),
-        ca.leaf_for_key("127.0.0.1", &key, "sip:127.0.0.1"),
+        ca.leaf_for_key(
+            "127.0.0.1",
+            &key,
+            SanType::URI("sip:127.0.0.1".try_into().expect("uri")),
+            |_| {},
+        ),
     )
     .expect("cert");
 
@@ -1213,4 +1229,198 @@ listen = "127.0.0.1:0"
         .await
         .expect_err("unknown suite refused");
     assert!(format!("{err:#}").contains("cipher suite"), "{err:#}");
+}
+
+/// Kamailio's `auth_identity` module as the RFC 4474 authentication
+/// service of the calling domain, signing INVITEs on their way to a node.
+struct AuthIdentityKamailio {
+    child: std::process::Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl AuthIdentityKamailio {
+    fn start(dir: &Path, rsa_traditional: &Path, cert: &Path) -> Self {
+        let modules = [
+            "/usr/lib/x86_64-linux-gnu/kamailio/modules",
+            "/usr/lib/aarch64-linux-gnu/kamailio/modules",
+            "/usr/lib/kamailio/modules",
+        ]
+        .into_iter()
+        .find(|d| Path::new(d).join("auth_identity.so").is_file())
+        .expect("Kamailio's auth_identity module: apt-get install kamailio-extra-modules");
+        let port = free_port();
+        let cfg = format!(
+            r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+auto_aliases=no
+dns=no
+rev_dns=no
+listen=udp:127.0.0.1:{port}
+mpath="{modules}"
+loadmodule "sl.so"
+loadmodule "auth_identity.so"
+modparam("auth_identity", "privatekey_path", "{key}")
+modparam("auth_identity", "certificate_path", "{cert}")
+modparam("auth_identity", "certificate_url", "https://atlanta.example.com/certs/kam-id.pem")
+request_route {{
+    if (method == "INVITE") {{
+        if (!auth_date_proc()) {{ sl_send_reply("403", "Date"); exit; }}
+        if (!auth_add_identity()) {{ sl_send_reply("500", "Identity"); exit; }}
+    }}
+    forward();
+    exit;
+}}
+"#,
+            key = rsa_traditional.display(),
+            cert = cert.display(),
+        );
+        let cfg_path = dir.join("kamailio-auth-identity.cfg");
+        std::fs::write(&cfg_path, cfg).expect("cfg");
+        let log = dir.join("kamailio-auth-identity.log");
+        let child = Command::new(require("kamailio", "kamailio kamailio-extra-modules"))
+            .arg("-f")
+            .arg(&cfg_path)
+            .args(["-DD", "-E", "-m", "32", "-M", "8", "-Y"])
+            .arg(dir)
+            .arg("-P")
+            .arg(dir.join("kamailio-auth-identity.pid"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start kamailio");
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AuthIdentityKamailio {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends an INVITE for `uri` from alice@atlanta.example.com through
+/// `proxy` (resending while nothing answers, as Kamailio may still be
+/// starting) and returns the final status. No Contact: Kamailio's signer
+/// leaves the Contact out of its digest string even when one is present
+/// (its verifier and RFC 4474 put it in), so only a request without
+/// Contact gives both sides the same string.
+async fn invite_as_alice(proxy: SocketAddr, uri: &str) -> Option<u16> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let me = socket.local_addr().expect("addr");
+    let (branch, tag, call_id) = (token(), token(), token());
+    let text = format!(
+        "INVITE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK{branch};rport\r\n\
+         Max-Forwards: 70\r\nFrom: Alice <sip:alice@atlanta.example.com>;tag={tag}\r\n\
+         To: <{uri}>\r\nCall-ID: {call_id}@atlanta.example.com\r\nCSeq: 1 INVITE\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    let mut buf = vec![0u8; 65_535];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut answered = false;
+    while tokio::time::Instant::now() < deadline {
+        if !answered {
+            socket.send_to(text.as_bytes(), proxy).await.expect("send");
+        }
+        let step = tokio::time::Instant::now() + Duration::from_millis(300);
+        let Ok(Ok((len, _))) = tokio::time::timeout_at(step, socket.recv_from(&mut buf)).await
+        else {
+            continue;
+        };
+        let Ok(msg) = Message::parse(Bytes::copy_from_slice(&buf[..len])) else {
+            continue;
+        };
+        match msg.status() {
+            Some(s) if s >= 200 => return Some(s),
+            Some(_) => answered = true,
+            None => {}
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc4474_signed_by_kamailio_auth_identity_verified_by_the_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rsa_key(&dir.path().join("rsa.key"));
+    // auth_identity reads a traditional RSA key.
+    let traditional = dir.path().join("rsa-traditional.key");
+    let out = Command::new(require("openssl", "openssl"))
+        .args(["rsa", "-traditional", "-in"])
+        .arg(dir.path().join("rsa.key"))
+        .arg("-out")
+        .arg(&traditional)
+        .output()
+        .expect("openssl rsa");
+    assert!(out.status.success(), "openssl rsa -traditional failed");
+    let ca = Ca::new("atlanta CA e2e");
+    let (ca_dir, repo) = (dir.path().join("ca"), dir.path().join("repo"));
+    std::fs::create_dir_all(&ca_dir).expect("mkdir");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    std::fs::write(ca_dir.join("ca.pem"), ca.pem()).expect("ca");
+    let cert = ca.leaf_for_key(
+        "atlanta.example.com",
+        &key,
+        SanType::DnsName("atlanta.example.com".try_into().expect("dns")),
+        |p| {
+            // auth_identity reads notAfter as UTCTime only (before 2050).
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2045, 1, 1);
+        },
+    );
+    std::fs::write(repo.join("kam-id.pem"), &cert).expect("repo cert");
+    let cert_path = dir.path().join("kam-id.pem");
+    std::fs::write(&cert_path, &cert).expect("cert");
+
+    let identity = |sha1: bool| {
+        format!(
+            "require = true\nrfc4474 = true\nrsa_sha1 = {sha1}\nsti_ca = \"{}\"\nrepository = \"{}\"\n",
+            ca_dir.display(),
+            repo.display()
+        )
+    };
+    let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    // auth_identity signs with rsa-sha1, the algorithm of RFC 4474 itself.
+    let (lenient, _d1) = node_with(&identity(true), callee.addr).await;
+    let (strict, _d2) = node_with(&identity(false), callee.addr).await;
+    let kam = AuthIdentityKamailio::start(dir.path(), &traditional, &cert_path);
+
+    let uri = |node: &NodeHandle| format!("sip:+4721345678@{}", udp(node));
+    let status = invite_as_alice(kam.addr, &uri(&lenient)).await;
+    assert_eq!(
+        status,
+        Some(200),
+        "Kamailio-signed INVITE verified\n{}",
+        kam.log()
+    );
+    let invite = callee.log().first_invite.expect("callee saw the INVITE");
+    assert!(invite.contains("alg=rsa-sha1"), "{invite}");
+
+    let status = invite_as_alice(kam.addr, &uri(&strict)).await;
+    assert_eq!(status, Some(437), "rsa-sha1 off: 437\n{}", kam.log());
+    assert_eq!(invites(&callee), 1);
+    lenient.shutdown().await;
+    strict.shutdown().await;
 }
