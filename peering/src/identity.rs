@@ -595,19 +595,20 @@ impl IdentityScreen {
         info: &mut CallInfo,
         now: u64,
     ) -> Result<(), Rejection> {
-        let internal = |e: peering_identity::Error| {
-            let (status, reason) = e.status();
+        // The key failing is this node's fault (500); a request whose
+        // From, To or CSeq cannot be read cannot be signed (400).
+        let fail = |e: peering_identity::Error| {
             info!(call_id = msg.call_id(), error = %e, "signing failed");
-            Rejection::new(status, reason)
+            match e.status() {
+                (500, reason) => Rejection::new(500, reason),
+                _ => self.warning(400, "Bad Request", &e.to_string()),
+            }
         };
         match &auth.key {
             SigningKey::Stir(signer) => {
                 let value = signer
                     .sign_shaken(view, auth.attestation, &new_origid(), now)
-                    .map_err(|e| match e.status().0 {
-                        500 => internal(e),
-                        status => self.warning(status, "Bad Request", &e.to_string()),
-                    })?;
+                    .map_err(fail)?;
                 info.add_headers.push((HeaderName::Identity, value));
                 info.identity = Some(format!(
                     "rfc8224 signed attest={}",
@@ -622,10 +623,7 @@ impl IdentityScreen {
                     view.date = Some(&date);
                     info.add_headers.push((HeaderName::Date, date.clone()));
                 }
-                let signed = signer.sign(&view).map_err(|e| match e.status().0 {
-                    500 => internal(e),
-                    status => self.warning(status, "Bad Request", &e.to_string()),
-                })?;
+                let signed = signer.sign(&view).map_err(fail)?;
                 info.add_headers
                     .push((HeaderName::Identity, signed.identity));
                 info.add_headers

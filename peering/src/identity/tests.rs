@@ -147,3 +147,138 @@ fn request_view_reads_the_signed_headers() {
     assert!(view.date_unix().is_some());
     assert_eq!(view.body, b"abc");
 }
+
+/// The shipped example PKI: `examples/sti-ca`, `examples/sti-repo` and its
+/// published demo key.
+fn example(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(path)
+}
+
+const SAMPLE_X5U: &str = "https://sti.example.net/certs/sp-sample.pem";
+
+fn verifying_section(extra: &str) -> IdentitySection {
+    let mut s = section(&format!(
+        "require = true\nsti_ca = \"sti-ca\"\nrepository = \"sti-repo\"\n{extra}"
+    ));
+    s.resolve_paths(&example(""));
+    s
+}
+
+fn invite(extra: &str) -> Message {
+    let text = format!(
+        "INVITE sip:+12155550101@b.example SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK{n}\r\n\
+         From: <sip:+12155550100@a.example;user=phone>;tag=1\r\n\
+         To: <sip:+12155550101@b.example;user=phone>\r\n\
+         Call-ID: {n}@a.example\r\nCSeq: 1 INVITE\r\nContact: <sip:a@192.0.2.1>\r\n\
+         Max-Forwards: 70\r\n{extra}Content-Length: 0\r\n\r\n",
+        n = rand::random::<u64>()
+    );
+    Message::parse(bytes::Bytes::from(text)).expect("parse")
+}
+
+fn route_request(msg: Message, remote: &str) -> RouteRequest {
+    RouteRequest {
+        request: msg,
+        flow: peering_proto::proxy::Flow {
+            transport: Transport::Udp,
+            local: "127.0.0.1:5060".parse().expect("addr"),
+            remote: remote.parse().expect("addr"),
+            conn: None,
+        },
+        kind: RouteKind::Initial,
+        peer_certificates: None,
+    }
+}
+
+fn demo_signer() -> StirSigner {
+    let pem = std::fs::read_to_string(example("sti-repo/DEMO-ONLY-sp-sample.key")).expect("key");
+    StirSigner::new(Signer::from_pem(&pem, SAMPLE_X5U).expect("signer"))
+}
+
+fn now() -> u64 {
+    peering_identity::unix_seconds(SystemTime::now())
+}
+
+async fn run(screen: &IdentityScreen, req: &RouteRequest) -> (Result<(), Rejection>, CallInfo) {
+    let mut info = CallInfo::default();
+    let result = screen.screen(req, &mut info).await;
+    (result, info)
+}
+
+#[tokio::test]
+async fn valid_shaken_identity_is_recorded_for_the_call() {
+    let screen = IdentityScreen::new(&verifying_section(""), "n").expect("screen");
+    let msg = invite("");
+    let value = demo_signer()
+        .sign_shaken(&request_view(&msg), Attestation::B, &new_origid(), now())
+        .expect("sign");
+    let req = route_request(invite(&format!("Identity: {value}\r\n")), "192.0.2.1:5060");
+    let (result, info) = run(&screen, &req).await;
+    assert_eq!(result, Ok(()));
+    assert_eq!(info.identity.as_deref(), Some("rfc8224 valid attest=B"));
+    assert!(info.add_headers.is_empty() && info.remove_headers.is_empty());
+
+    // The same header again: replay, 403 with a Warning.
+    let (result, info) = run(&screen, &req).await;
+    let rejection = result.expect_err("replay");
+    assert_eq!(rejection.status, 403);
+    assert_eq!(rejection.reason, "Replayed Identity");
+    assert_eq!(info.identity.as_deref(), Some("rfc8224 403"));
+}
+
+#[tokio::test]
+async fn missing_identity_is_428_unless_not_required() {
+    let screen = IdentityScreen::new(&verifying_section(""), "n").expect("screen");
+    let (result, info) = run(&screen, &route_request(invite(""), "192.0.2.1:5060")).await;
+    assert_eq!(result.expect_err("428").status, 428);
+    assert_eq!(info.identity.as_deref(), Some("none"));
+
+    let mut lenient = verifying_section("");
+    lenient.require = false;
+    let screen = IdentityScreen::new(&lenient, "n").expect("screen");
+    let (result, _) = run(&screen, &route_request(invite(""), "192.0.2.1:5060")).await;
+    assert_eq!(result, Ok(()));
+}
+
+#[tokio::test]
+async fn node_signature_round_trips_and_pai_is_screened() {
+    let key = example("sti-repo/DEMO-ONLY-sp-sample.key");
+    let signing = verifying_section(&format!(
+        "sign_key = \"{}\"\nsign_x5u = \"{SAMPLE_X5U}\"\nsign_sources = [\"192.0.2.0/24\"]\n\
+         trusted_pai_sources = [\"192.0.2.0/24\"]\n",
+        key.display()
+    ));
+    let screen = IdentityScreen::new(&signing, "n").expect("screen");
+    let pai = "P-Asserted-Identity: <sip:+12155550100@a.example>\r\n";
+
+    // From a signing source: signed, PAI kept.
+    let msg = invite(pai);
+    let (result, info) = run(&screen, &route_request(msg.clone(), "192.0.2.7:5060")).await;
+    assert_eq!(result, Ok(()));
+    assert_eq!(info.identity.as_deref(), Some("rfc8224 signed attest=A"));
+    assert!(info.remove_headers.is_empty());
+    let [(name, value)] = info.add_headers.as_slice() else {
+        panic!("one header added: {:?}", info.add_headers);
+    };
+    assert_eq!(name, &HeaderName::Identity);
+
+    // The header the node added verifies on the same request.
+    let text = String::from_utf8_lossy(msg.as_bytes()).replacen(
+        "Max-Forwards: 70\r\n",
+        &format!("Max-Forwards: 70\r\nIdentity: {value}\r\n"),
+        1,
+    );
+    let signed = Message::parse(bytes::Bytes::from(text)).expect("parse");
+    let (result, info) = run(&screen, &route_request(signed, "198.51.100.1:5060")).await;
+    assert_eq!(result, Ok(()));
+    assert_eq!(info.identity.as_deref(), Some("rfc8224 valid attest=A"));
+    // From outside the trust domain: PAI removed.
+    assert_eq!(info.remove_headers, vec![HeaderName::PAssertedIdentity]);
+
+    // Not a signing source and no Identity: 428.
+    let (result, _) = run(&screen, &route_request(invite(""), "198.51.100.1:5060")).await;
+    assert_eq!(result.expect_err("428").status, 428);
+}
