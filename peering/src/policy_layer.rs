@@ -525,6 +525,18 @@ impl Screen for PolicyScreen {
                 }
                 lock(&layer.calls).insert(msg.call_id().to_owned(), record);
             }
+            // The agreement's header rules towards the (first) terminating
+            // member: topology hiding and headers to strip.
+            if let Some(first) = admission.targets.first() {
+                info.hide_topology |= first.headers.topology_hiding;
+                for name in &first.headers.strip {
+                    if let Ok(name) = HeaderName::parse(name)
+                        && !info.remove_headers.contains(&name)
+                    {
+                        info.remove_headers.push(name);
+                    }
+                }
+            }
             let targets: Vec<Uri> = admission
                 .targets
                 .iter()

@@ -52,6 +52,9 @@ pub struct CallInfo {
     pub add_headers: Vec<(HeaderName, String)>,
     /// The SPIT decision and score, for logs and CDRs.
     pub spit: Option<String>,
+    /// Hide each side's topology from the other (an agreement's
+    /// `topology_hiding`).
+    pub hide_topology: bool,
     /// Destinations a screen chose (policy: the terminating members' SIP
     /// targets, in order). When set, the destination routers are skipped.
     pub targets: Option<Vec<Uri>>,
@@ -114,6 +117,7 @@ impl Router for Pipeline {
                     targets,
                     mut remove_headers,
                     mut add_headers,
+                    hide_topology,
                 } => {
                     remove_headers.extend(info.remove_headers);
                     add_headers.extend(info.add_headers);
@@ -121,6 +125,7 @@ impl Router for Pipeline {
                         targets,
                         remove_headers,
                         add_headers,
+                        hide_topology: hide_topology || info.hide_topology,
                     }
                 }
                 reject => reject,

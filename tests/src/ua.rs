@@ -129,6 +129,8 @@ pub struct CalleeLog {
     pub invite_uris: Vec<String>,
     /// Full text of the first INVITE received.
     pub first_invite: Option<String>,
+    /// Full text of the last INVITE received.
+    pub last_invite: Option<String>,
 }
 
 /// A callee on UDP that answers by `answer` until dropped.
@@ -225,10 +227,11 @@ impl Callee {
                         if let Some(uri) = msg.request_uri() {
                             log.invite_uris.push(uri.to_string());
                         }
+                        let text = String::from_utf8_lossy(msg.as_bytes()).into_owned();
                         if log.first_invite.is_none() {
-                            log.first_invite =
-                                Some(String::from_utf8_lossy(msg.as_bytes()).into_owned());
+                            log.first_invite = Some(text.clone());
                         }
+                        log.last_invite = Some(text);
                     }
                 }
                 match method {

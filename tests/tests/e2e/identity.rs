@@ -1424,3 +1424,93 @@ async fn rfc4474_signed_by_kamailio_auth_identity_verified_by_the_node() {
     lenient.shutdown().await;
     strict.shutdown().await;
 }
+
+/// A one-file HTTPS server on loopback that counts its requests.
+async fn https_cert_server(
+    ca: &Ca,
+    body: String,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (pem, key) = ca.leaf("cr.sti.test", &["127.0.0.1"], |_| {});
+    let chain = vec![CertificateDer::from_pem_slice(pem.as_bytes()).expect("cert")];
+    let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).expect("key");
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-pem-file\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tls.write_all(response.as_bytes()).await;
+            let _ = tls.shutdown().await;
+        }
+    });
+    (addr, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_fetched_over_https_from_an_allowed_host_and_cached() {
+    let sti = Sti::new();
+    let web_ca = Ca::new("web CA e2e");
+    let web_ca_file = sti.path("web-ca.pem");
+    std::fs::write(&web_ca_file, web_ca.pem()).expect("web ca");
+    let cert = std::fs::read_to_string(sti.path("sti-repo/sp.pem")).expect("sp cert");
+    let (server, hits) = https_cert_server(&web_ca, cert).await;
+    let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    // No repository: the certificate must come from the allowed host.
+    let (node, _data) = node_with(
+        &format!(
+            "require = true\nsti_ca = \"{}\"\nallowed_hosts = [\"{server}\"]\nhttps_ca = [\"{}\"]\n",
+            sti.path("sti-ca").display(),
+            web_ca_file.display()
+        ),
+        callee.addr,
+    )
+    .await;
+    let uac = Uac::bind([127, 0, 0, 1]).await;
+    let key = sti.path("sp.key");
+    let url = format!("https://{server}/certs/sp.pem");
+    for n in 1..=2 {
+        let signed = secsipidx_sign(&key, &url, &[]);
+        let out = uac.invite(udp(&node), &[("Identity", &signed)]).await;
+        assert_eq!(out.status, Some(200), "call {n} verified");
+    }
+    assert_eq!(hits.load(Ordering::Relaxed), 1, "fetched once, then cached");
+
+    // The same server on another port is not on the allowlist: 436.
+    let other = format!("https://127.0.0.1:{}/certs/sp.pem", free_port());
+    let signed = secsipidx_sign(&key, &other, &[]);
+    let out = uac.invite(udp(&node), &[("Identity", &signed)]).await;
+    assert_eq!(out.status, Some(436), "host not allowed");
+    assert_eq!(hits.load(Ordering::Relaxed), 1);
+    assert_eq!(invites(&callee), 2);
+    node.shutdown().await;
+}

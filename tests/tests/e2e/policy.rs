@@ -366,3 +366,105 @@ async fn cps_limit_holds_across_two_nodes_and_survives_a_postgres_outage() {
     node2.shutdown().await;
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_hiding_and_header_stripping_per_agreement() {
+    let b = Callee::start(0, Answer::RingThenAnswer).await;
+    let c = Callee::start(0, Answer::RingThenAnswer).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite:{}", dir.path().join("registry.db").display());
+    let store = peering_store::open(&url).await.expect("store");
+    store.migrate().await.expect("migrate");
+    let text = federation(b.addr, c.addr, 50, false).replace(
+        "[[agreement]]\nfrom = \"a\"\nto = \"b\"\n",
+        "[[agreement]]\nfrom = \"a\"\nto = \"b\"\ntopology_hiding = true\nstrip_headers = [\"X-Internal-Billing\"]\n",
+    );
+    apply(store.as_ref(), &text).await;
+    let (config, _data) = node_config(&policy_config(&url, 1000));
+    let node = peering::node::start(config).await.expect("node starts");
+    let node_udp = node.addr(Transport::Udp).expect("udp");
+
+    let mut call =
+        Call::invite_from(A, "+15550100001", node_udp, "sip:+4721345678@127.0.0.1").await;
+    assert_eq!(call.wait_final(WAIT).await, Some(200));
+    let invite = b.log().first_invite.expect("B got the INVITE");
+    let head = invite
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    // Topology is Via, Record-Route and Contact (From and To are the
+    // parties' own business, as with Kamailio's topos).
+    let topology: Vec<&str> = head
+        .lines()
+        .filter(|l| {
+            l.starts_with("Via:") || l.starts_with("Record-Route:") || l.starts_with("Contact:")
+        })
+        .collect();
+    assert!(
+        topology.iter().all(|l| !l.contains("127.0.0.2")),
+        "A's address hidden from B:\n{head}"
+    );
+    assert_eq!(
+        head.matches("\nVia:").count(),
+        1,
+        "one Via, the node's:\n{head}"
+    );
+    assert!(
+        head.contains("Contact: <sip:th@"),
+        "the node's Contact:\n{head}"
+    );
+    // The caller's view: the node's Contact and Record-Route only.
+    let ok = call.final_response.as_ref().expect("200");
+    let ok_text = String::from_utf8_lossy(ok.as_bytes()).into_owned();
+    assert!(
+        ok_text
+            .lines()
+            .filter(|l| l.starts_with("Record-Route:") || l.starts_with("Contact:"))
+            .all(|l| !l.contains(&b.addr.to_string())),
+        "B's address hidden from A:\n{ok_text}"
+    );
+    // The dialog still works both ways through the node.
+    call.in_dialog("ACK", 1).await;
+    call.in_dialog("BYE", 2).await;
+    assert!(
+        call.wait_for(peering_proto::msg::Method::Bye, 200, WAIT)
+            .await
+    );
+    let requests = b.log().requests;
+    assert!(requests.contains(&"ACK".to_owned()), "{requests:?}");
+    assert!(requests.contains(&"BYE".to_owned()), "{requests:?}");
+
+    // A header the agreement strips does not reach B.
+    let node_addr = node_udp;
+    let ua = UdpUa::bind_ip(A, 0).await;
+    let me = ua.addr;
+    ua.send(
+        node_addr,
+        &format!(
+            "INVITE sip:+4721345679@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKstrip;rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:+15550100001@{me}>;tag=s1\r\nTo: <sip:+4721345679@127.0.0.1>\r\n\
+             Call-ID: strip@test\r\nCSeq: 1 INVITE\r\nContact: <sip:a@{me}>\r\nX-Internal-Billing: secret\r\n\
+             Content-Length: 0\r\n\r\n"
+        ),
+    )
+    .await;
+    let mut seen = Vec::new();
+    let _ = ua
+        .expect_response(
+            peering_proto::msg::Method::Invite,
+            |s| s >= 200,
+            WAIT,
+            &mut seen,
+        )
+        .await;
+    let log = b.log();
+    let stripped = log.invite_uris.iter().any(|u| u.contains("4721345679"));
+    assert!(stripped, "the second call reached B: {:?}", log.invite_uris);
+    let last = log.last_invite.unwrap_or_default();
+    assert!(
+        !last.contains("X-Internal-Billing"),
+        "stripped by the agreement:\n{last}"
+    );
+    node.shutdown().await;
+}

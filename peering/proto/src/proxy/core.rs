@@ -14,6 +14,7 @@ use crate::txn::{
     TxnState,
 };
 
+use super::hiding::{self, HiddenDialog};
 use super::rules::{self, RouteInfo};
 use super::types::{
     Event, Flow, LocalInterface, ProxyConfig, Rejection, RouteDecision, RouteId, RouteKind, Target,
@@ -149,6 +150,8 @@ struct Context {
     to_tag: String,
     /// Live client transactions that belong to this context.
     branches: usize,
+    /// Hide each side's topology from the other.
+    hide: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -172,11 +175,13 @@ pub struct Proxy {
     client_id_of: HashMap<ClientKey, u64>,
     contexts: HashMap<u64, Context>,
     pending_routes: HashMap<u64, u64>,
-    stateless_routes: HashMap<u64, (Message, Flow)>,
+    stateless_routes: HashMap<u64, (Message, Flow, bool)>,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     draining: bool,
+    /// Dialogs whose topology is hidden, by Call-ID.
+    hidden: HashMap<String, HiddenDialog>,
 }
 
 impl Proxy {
@@ -198,6 +203,7 @@ impl Proxy {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             draining: false,
+            hidden: HashMap::new(),
         }
     }
 
@@ -368,8 +374,8 @@ impl Proxy {
 
     /// The routing seam's answer to [`Event::Route`].
     pub fn handle_route(&mut self, now: Instant, id: RouteId, decision: RouteDecision) {
-        if let Some((ack, flow)) = self.stateless_routes.remove(&id.0) {
-            self.forward_stateless(ack, &flow, decision);
+        if let Some((ack, flow, hide)) = self.stateless_routes.remove(&id.0) {
+            self.forward_stateless(ack, &flow, decision, hide);
             return;
         }
         let Some(ctx_id) = self.pending_routes.remove(&id.0) else {
@@ -406,11 +412,13 @@ impl Proxy {
                 targets,
                 remove_headers,
                 add_headers,
+                hide_topology,
             } => {
                 if targets.is_empty() {
                     self.finish_with_local(now, ctx_id, 404, "Not Found", &[]);
                     return;
                 }
+                ctx.hide |= hide_topology;
                 ctx.targets = targets;
                 ctx.remove_headers = remove_headers;
                 ctx.add_headers = add_headers;
@@ -461,7 +469,7 @@ impl Proxy {
             return;
         }
         match method {
-            Method::Ack => self.handle_stray_ack(req, flow),
+            Method::Ack => self.handle_stray_ack(now, req, flow),
             Method::Cancel => self.handle_cancel(now, req, flow, &key),
             _ => self.handle_new_request(now, req, flow, key),
         }
@@ -547,7 +555,25 @@ impl Proxy {
             };
         let in_dialog = req.to().tag().is_some();
         let through_us = info.own_routes > 0 || info.strict_router_fix;
-        let kind = if in_dialog && through_us {
+        let mut hide = false;
+        let (kind, routed) = if in_dialog && self.hidden.contains_key(req.call_id()) {
+            match self.restore_hidden(now, &req) {
+                Some(restored) => {
+                    hide = true;
+                    restored
+                }
+                None => {
+                    self.reject(
+                        now,
+                        &key,
+                        &req,
+                        &flow,
+                        Rejection::new(481, "Call/Transaction Does Not Exist"),
+                    );
+                    return;
+                }
+            }
+        } else if in_dialog && through_us {
             let next_hop = match (&info.next_route, &info.request_uri) {
                 (Some(route), _) => route.uri.clone(),
                 (None, Some(uri)) => uri.clone(),
@@ -556,13 +582,15 @@ impl Proxy {
                     None => return,
                 },
             };
-            RouteKind::InDialog { next_hop }
+            (
+                RouteKind::InDialog { next_hop },
+                apply_route_info(&req, &info),
+            )
         } else {
             // A remaining Route that is not ours (a pre-loaded route) stays
             // in the request: the routing seam decides whether to honour it.
-            RouteKind::Initial
+            (RouteKind::Initial, apply_route_info(&req, &info))
         };
-        let routed = apply_route_info(&req, &info);
         let ctx_id = self.next_id();
         let to_tag = self.local_tag(&req);
         self.contexts.insert(
@@ -584,6 +612,7 @@ impl Proxy {
                 attempts: 0,
                 to_tag,
                 branches: 0,
+                hide,
             },
         );
         if let Some(entry) = self.servers.get_mut(&key) {
@@ -599,12 +628,109 @@ impl Proxy {
         });
     }
 
+    /// An in-dialog request of a hidden dialog, with the real remote target
+    /// and route set of the side it goes to put back. `None` when that side
+    /// is not known yet (no response carried its Contact).
+    fn restore_hidden(&mut self, now: Instant, req: &Message) -> Option<(RouteKind, Message)> {
+        let dialog = self.hidden.get_mut(req.call_id())?;
+        let from_a = req.from().tag() == Some(dialog.a_tag.as_str());
+        let (contact, routes) = dialog.next_hop(from_a)?;
+        if req.method() == Some(&Method::Bye) {
+            // Keep it a little for retransmissions and the BYE's response.
+            dialog.expires = now + self.config.timers.timeout();
+        }
+        let target = hiding::uri_of(&contact)?;
+        let mut editor = req.edit();
+        editor.set_request_uri(&target);
+        editor.remove_header(&HeaderName::Route);
+        for route in &routes {
+            editor.append_header(HeaderName::Route, route);
+        }
+        let routed = Message::parse(editor.finish()).ok()?;
+        let next_hop = match routes.first() {
+            Some(route) => hiding::uri_of(route)?,
+            None => target,
+        };
+        Some((RouteKind::InDialog { next_hop }, routed))
+    }
+
+    /// A response of a hidden context on its way upstream: the caller
+    /// side's Vias back from the server transaction, the callee side's
+    /// Record-Route and Contact replaced by the node's (and remembered).
+    fn hide_response(&mut self, ctx_id: u64, resp: &Message) -> Option<Message> {
+        let ctx = self.contexts.get(&ctx_id)?;
+        let entry = self.servers.get(&ctx.server)?;
+        let mut editor = resp.edit();
+        hiding::restore_vias(&mut editor, &entry.request);
+        let status = resp.status().unwrap_or(0);
+        let call_id = resp.call_id().to_owned();
+        let facing_a = self
+            .config
+            .interfaces
+            .iter()
+            .find(|i| i.transport == entry.flow.transport && i.addr == entry.flow.local)
+            .cloned()
+            .unwrap_or_else(|| self.outbound_interface(entry.flow.transport, entry.flow.remote));
+        let dialog_forming = ctx.kind == RouteKind::Initial && (101..300).contains(&status);
+        if let Some(contact) = hiding::first_contact(resp) {
+            editor.set_header(HeaderName::Contact, &hiding::node_contact(&facing_a));
+            if let Some(dialog) = self.hidden.get_mut(&call_id)
+                && (dialog_forming || (200..300).contains(&status))
+            {
+                dialog.b_contact = Some(contact);
+            }
+        }
+        if dialog_forming {
+            let values: Vec<String> = resp
+                .header_values(&HeaderName::RecordRoute)
+                .into_iter()
+                .map(|v| v.trim().to_owned())
+                .collect();
+            let first_ours = values.iter().position(|v| {
+                hiding::uri_of(v).is_some_and(|u| {
+                    rules::is_local_uri(&u, &self.config.interfaces, &self.config.domains)
+                })
+            });
+            if let Some(first_ours) = first_ours {
+                let (b_side, ours) = values.split_at(first_ours);
+                let a_routes = self
+                    .hidden
+                    .get(&call_id)
+                    .map(|d| d.a_routes.clone())
+                    .unwrap_or_default();
+                editor.remove_header(&HeaderName::RecordRoute);
+                for value in ours.iter().chain(a_routes.iter()) {
+                    editor.append_header(HeaderName::RecordRoute, value);
+                }
+                if let Some(dialog) = self.hidden.get_mut(&call_id) {
+                    dialog.b_routes = b_side.to_vec();
+                }
+            }
+        }
+        Message::parse(editor.finish()).ok()
+    }
+
     /// An ACK that matched no server transaction: the ACK of a 2xx, which a
     /// proxy forwards statelessly along the route set (§16.11, RFC 6026).
-    fn handle_stray_ack(&mut self, req: Message, flow: Flow) {
+    fn handle_stray_ack(&mut self, now: Instant, req: Message, flow: Flow) {
         if rules::validate_request(&req).is_err()
             || rules::is_loop(&req, &self.config.interfaces, &self.config.domains)
         {
+            return;
+        }
+        if self.hidden.contains_key(req.call_id()) {
+            let Some((kind, routed)) = self.restore_hidden(now, &req) else {
+                return;
+            };
+            let id = self.next_id();
+            self.stateless_routes
+                .insert(id, (routed.clone(), flow.clone(), true));
+            self.events.push_back(Event::Route {
+                id: RouteId(id),
+                request: routed,
+                flow,
+                kind,
+            });
             return;
         }
         let Ok(info) =
@@ -629,7 +755,7 @@ impl Proxy {
         let routed = apply_route_info(&req, &info);
         let id = self.next_id();
         self.stateless_routes
-            .insert(id, (routed.clone(), flow.clone()));
+            .insert(id, (routed.clone(), flow.clone(), false));
         self.events.push_back(Event::Route {
             id: RouteId(id),
             request: routed,
@@ -638,7 +764,13 @@ impl Proxy {
         });
     }
 
-    fn forward_stateless(&mut self, ack: Message, flow: &Flow, decision: RouteDecision) {
+    fn forward_stateless(
+        &mut self,
+        ack: Message,
+        flow: &Flow,
+        decision: RouteDecision,
+        hide: bool,
+    ) {
         let RouteDecision::Forward { targets, .. } = decision else {
             return;
         };
@@ -658,6 +790,9 @@ impl Proxy {
             editor.set_request_uri(&target.uri);
         }
         editor.set_max_forwards(ack.max_forwards().map_or(70, |m| m.saturating_sub(1)));
+        if hide {
+            editor.remove_header(&HeaderName::Via);
+        }
         editor.prepend_header(HeaderName::Via, &via_value(&out, target.transport, &branch));
         let _ = flow;
         self.transmits.push_back(Transmit {
@@ -797,9 +932,19 @@ impl Proxy {
         }
 
         let out = self.outbound_interface(target.transport, target.remote);
+        let hide = ctx.hide;
         let mut editor = req.edit();
         if initial {
             editor.set_request_uri(&target.uri);
+        }
+        if hide {
+            // The other side sees only this node: our Via (added below), our
+            // Record-Route, our Contact.
+            editor.remove_header(&HeaderName::Via);
+            editor.remove_header(&HeaderName::RecordRoute);
+            if hiding::first_contact(req).is_some() {
+                editor.set_header(HeaderName::Contact, &hiding::node_contact(&out));
+            }
         }
         editor.set_max_forwards(req.max_forwards().map_or(70, |m| m.saturating_sub(1)));
         for name in &ctx.remove_headers {
@@ -830,6 +975,9 @@ impl Proxy {
         let Ok(forwarded) = Message::parse(bytes) else {
             return Err(());
         };
+        if hide && initial && rules::creates_dialog(&method) {
+            self.remember_hidden(now, req_for_hiding(&self.contexts, ctx_id));
+        }
         let key = ClientKey {
             branch,
             cancel: false,
@@ -861,6 +1009,41 @@ impl Proxy {
         }
         self.drive_client(now, &key);
         Ok(())
+    }
+
+    /// Starts remembering a hidden dialog (its caller side).
+    fn remember_hidden(&mut self, now: Instant, req: Option<Message>) {
+        let Some(req) = req else {
+            return;
+        };
+        if self.counter.is_multiple_of(1024) {
+            self.hidden.retain(|_, d| d.expires > now);
+        }
+        let call_id = req.call_id().to_owned();
+        if self.hidden.contains_key(&call_id) {
+            return;
+        }
+        self.hidden.insert(
+            call_id,
+            HiddenDialog {
+                a_tag: req.from().tag().unwrap_or_default().to_owned(),
+                a_contact: hiding::first_contact(&req),
+                a_routes: req
+                    .header_values(&HeaderName::RecordRoute)
+                    .into_iter()
+                    .map(|v| v.trim().to_owned())
+                    .collect(),
+                b_contact: None,
+                b_routes: Vec::new(),
+                // A dialog is forgotten 12 hours after it started at most.
+                expires: now + std::time::Duration::from_secs(12 * 3600),
+            },
+        );
+    }
+
+    /// Hidden dialogs remembered (for metrics and tests).
+    pub fn hidden_dialogs(&self) -> usize {
+        self.hidden.len()
     }
 
     fn insert_client(
@@ -963,8 +1146,11 @@ impl Proxy {
         let timed_out = self.clients.get(key).is_some_and(|e| e.timed_out);
         // Step 3: remove our Via. A branch that Timer C ended answers with
         // a local 408, not with the 487 its CANCEL provoked.
+        let hide = self.contexts.get(&ctx_id).is_some_and(|c| c.hide);
         let upstream = if timed_out && status >= 200 {
             None
+        } else if hide {
+            self.hide_response(ctx_id, &resp)
         } else {
             strip_top_via(&resp)
         };
@@ -1269,7 +1455,7 @@ impl Proxy {
         }
         let flow = entry.flow.clone();
         for ack in acks {
-            self.handle_stray_ack(ack, flow.clone());
+            self.handle_stray_ack(now, ack, flow.clone());
         }
         let Some(entry) = self.servers.get_mut(key) else {
             return;
@@ -1427,6 +1613,11 @@ fn reliability(transport: Transport) -> Reliability {
     } else {
         Reliability::Unreliable
     }
+}
+
+/// The request of a context, for hiding bookkeeping.
+fn req_for_hiding(contexts: &HashMap<u64, Context>, ctx_id: u64) -> Option<Message> {
+    contexts.get(&ctx_id).map(|c| c.request.clone())
 }
 
 /// RFC 3261 §18.2.2 (with RFC 3581 rport): where responses to `req` go.

@@ -25,6 +25,7 @@
 //! go — those belong to the edge and the routing seam.
 
 mod core;
+mod hiding;
 pub mod rules;
 #[cfg(test)]
 mod tests;

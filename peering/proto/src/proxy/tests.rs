@@ -764,3 +764,193 @@ fn every_transaction_and_call_ends() {
     assert_eq!(h.proxy.context_count(), 0, "{:?}", h.proxy.describe());
     assert!(h.proxy.poll_timeout().is_none(), "no timer left");
 }
+
+#[test]
+fn topology_hiding_shows_each_side_only_the_node_and_dialogs_still_work() {
+    let mut h = Harness::new();
+    let invite = invite("z9hG4bKth1").replace(
+        "Max-Forwards: 70\r\n",
+        "Via: SIP/2.0/UDP 192.0.2.99:5060;branch=z9hG4bKinner\r\nMax-Forwards: 70\r\nRecord-Route: <sip:edge-a.example;lr>\r\n",
+    );
+    h.recv(&invite, A);
+    h.statuses_to(A);
+    let (id, _, _) = h.routes.remove(0);
+    h.proxy.handle_route(
+        h.now,
+        id,
+        RouteDecision::Forward {
+            targets: vec![Target {
+                uri: "sip:+4721345678@198.51.100.7:5070".parse().expect("uri"),
+                transport: Transport::Udp,
+                remote: addr(B),
+                server_name: None,
+            }],
+            remove_headers: Vec::new(),
+            add_headers: Vec::new(),
+            hide_topology: true,
+        },
+    );
+    h.drain();
+    let fwd = h.take_to(B).remove(0);
+    assert_eq!(fwd.vias().expect("vias").len(), 1, "only our Via towards B");
+    let rr: Vec<String> = fwd
+        .record_routes()
+        .expect("rr")
+        .iter()
+        .map(|r| r.uri.to_string())
+        .collect();
+    assert_eq!(
+        rr,
+        vec!["sip:203.0.113.10:5060;lr".to_owned()],
+        "only our Record-Route"
+    );
+    let contact = fwd.contacts().expect("contact");
+    assert_eq!(contact[0].uri.to_string(), "sip:th@203.0.113.10:5060");
+    // Signalling only: media addresses in SDP are not topology (topos does
+    // not touch them either).
+    let text = String::from_utf8(fwd.as_bytes().to_vec()).expect("utf8");
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(
+        !head.contains("192.0.2"),
+        "nothing of A's side leaks to B:\n{head}"
+    );
+    assert_eq!(h.proxy.hidden_dialogs(), 1);
+
+    // B answers through its own proxy.
+    let ok = reply(&fwd, 200, Some("tb")).replace(
+        "Content-Length: 0",
+        "Record-Route: <sip:edge-b.example;lr>, <sip:203.0.113.10:5060;lr>\r\nContact: <sip:callee@198.51.100.7:5070>\r\nContent-Length: 0",
+    );
+    h.recv(&ok, B);
+    let up = h.take_to(A);
+    let ok_up = up
+        .iter()
+        .find(|m| m.status() == Some(200))
+        .expect("200 upstream");
+    let vias = ok_up.vias().expect("vias");
+    assert_eq!(vias.len(), 2, "A's own Vias are back");
+    assert_eq!(vias[0].branch(), Some("z9hG4bKth1"));
+    let rr: Vec<String> = ok_up
+        .record_routes()
+        .expect("rr")
+        .iter()
+        .map(|r| r.uri.to_string())
+        .collect();
+    assert_eq!(
+        rr,
+        vec![
+            "sip:203.0.113.10:5060;lr".to_owned(),
+            "sip:edge-a.example;lr".to_owned()
+        ],
+        "B's proxy hidden, A's own Record-Route kept"
+    );
+    assert_eq!(
+        ok_up.contacts().expect("contact")[0].uri.to_string(),
+        "sip:th@203.0.113.10:5060"
+    );
+    let text = String::from_utf8(ok_up.as_bytes().to_vec()).expect("utf8");
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    assert!(
+        !head.contains("198.51.100"),
+        "nothing of B's side leaks to A:\n{head}"
+    );
+
+    // A hangs up: the BYE comes to the node's Contact and goes to B's.
+    h.recv(
+        "BYE sip:th@203.0.113.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKbyeA\r\n\
+         Max-Forwards: 70\r\nRoute: <sip:203.0.113.10:5060;lr>\r\n\
+         From: <sip:+15550100@a.example>;tag=fa\r\nTo: <sip:+4721345678@node.example>;tag=tb\r\n\
+         Call-ID: call-z9hG4bKth1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        A,
+    );
+    let (id, bye, kind) = h.routes.remove(0);
+    assert_eq!(
+        kind,
+        RouteKind::InDialog {
+            next_hop: "sip:edge-b.example;lr".parse().expect("uri")
+        }
+    );
+    assert_eq!(
+        bye.request_uri().map(ToString::to_string).as_deref(),
+        Some("sip:callee@198.51.100.7:5070")
+    );
+    h.proxy.handle_route(
+        h.now,
+        id,
+        RouteDecision::forward(vec![Target {
+            uri: "sip:callee@198.51.100.7:5070".parse().expect("uri"),
+            transport: Transport::Udp,
+            remote: addr(B),
+            server_name: None,
+        }]),
+    );
+    h.drain();
+    let bye_b = h.take_to(B).remove(0);
+    assert_eq!(
+        bye_b.vias().expect("vias").len(),
+        1,
+        "A's Via hidden in the BYE"
+    );
+    h.recv(&reply(&bye_b, 200, None), B);
+    let up = h.take_to(A);
+    assert_eq!(up[0].status(), Some(200));
+    assert_eq!(
+        up[0].top_via().and_then(|v| v.branch()),
+        Some("z9hG4bKbyeA")
+    );
+}
+
+#[test]
+fn topology_hiding_routes_the_callee_side_back_to_the_caller() {
+    let mut h = Harness::new();
+    let invite = invite("z9hG4bKth2").replace(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nRecord-Route: <sip:edge-a.example;lr>\r\n",
+    );
+    h.recv(&invite, A);
+    let (id, _, _) = h.routes.remove(0);
+    h.proxy.handle_route(
+        h.now,
+        id,
+        RouteDecision::Forward {
+            targets: vec![Target {
+                uri: "sip:+4721345678@198.51.100.7:5070".parse().expect("uri"),
+                transport: Transport::Udp,
+                remote: addr(B),
+                server_name: None,
+            }],
+            remove_headers: Vec::new(),
+            add_headers: Vec::new(),
+            hide_topology: true,
+        },
+    );
+    h.drain();
+    let fwd = h.take_to(B).remove(0);
+    h.recv(
+        &reply(&fwd, 200, Some("tb")).replace(
+            "Content-Length: 0",
+            "Contact: <sip:callee@198.51.100.7:5070>\r\nRecord-Route: <sip:203.0.113.10:5060;lr>\r\nContent-Length: 0",
+        ),
+        B,
+    );
+    // B hangs up towards the node's Contact.
+    h.recv(
+        "BYE sip:th@203.0.113.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5070;branch=z9hG4bKbyeB\r\n\
+         Max-Forwards: 70\r\nRoute: <sip:203.0.113.10:5060;lr>\r\n\
+         From: <sip:+4721345678@node.example>;tag=tb\r\nTo: <sip:+15550100@a.example>;tag=fa\r\n\
+         Call-ID: call-z9hG4bKth2\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n",
+        B,
+    );
+    let (_, bye, kind) = h.routes.remove(0);
+    assert_eq!(
+        bye.request_uri().map(ToString::to_string).as_deref(),
+        Some("sip:caller@192.0.2.1:5060"),
+        "towards A's own Contact"
+    );
+    assert_eq!(
+        kind,
+        RouteKind::InDialog {
+            next_hop: "sip:edge-a.example;lr".parse().expect("uri")
+        }
+    );
+}

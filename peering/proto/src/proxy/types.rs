@@ -164,6 +164,10 @@ pub enum RouteDecision {
         /// Headers to add to the forwarded request (e.g. an Identity the node
         /// signed).
         add_headers: Vec<(HeaderName, String)>,
+        /// Hide each side's topology from the other (Via, Record-Route and
+        /// Contact), as Kamailio's topos does; the dialog keeps working
+        /// because the node restores them for in-dialog requests.
+        hide_topology: bool,
     },
     /// Answer the request with this response.
     Reject(Rejection),
@@ -176,6 +180,7 @@ impl RouteDecision {
             targets,
             remove_headers: Vec::new(),
             add_headers: Vec::new(),
+            hide_topology: false,
         }
     }
 }
