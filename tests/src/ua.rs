@@ -238,6 +238,9 @@ impl Callee {
                     Method::Invite => {
                         ua.send(from, &response(&msg, 180, "Ringing", &to_tag, addr))
                             .await;
+                        // Ring a moment, as a phone does: proxies with several
+                        // workers (Kamailio) may otherwise reorder 180 and 200.
+                        tokio::time::sleep(Duration::from_millis(30)).await;
                         match answer {
                             Answer::RingThenAnswer => {
                                 ua.send(from, &response(&msg, 200, "OK", &to_tag, addr))

@@ -78,10 +78,54 @@ struct ClientKey {
     cancel: bool,
 }
 
+/// A message as the transactions hold it: the bytes to (re)send, and the
+/// parsed form when it is already at hand. Messages the node builds itself
+/// are not parsed again unless an ACK or a CANCEL has to be made from them.
+#[derive(Debug, Clone)]
+struct Wire {
+    bytes: Bytes,
+    parsed: Option<Message>,
+}
+
+impl Wire {
+    fn bytes(bytes: Bytes) -> Self {
+        Self {
+            bytes,
+            parsed: None,
+        }
+    }
+
+    fn message(&self) -> Option<Message> {
+        self.parsed
+            .clone()
+            .or_else(|| Message::parse(self.bytes.clone()).ok())
+    }
+}
+
+impl From<Message> for Wire {
+    fn from(msg: Message) -> Self {
+        Self {
+            bytes: msg.to_bytes(),
+            parsed: Some(msg),
+        }
+    }
+}
+
+impl TxnMessage for Wire {
+    fn ack_for(request: &Self, response: &Self) -> Self {
+        match (request.message(), response.message()) {
+            (Some(req), Some(resp)) => Message::ack_for(&req, &resp).into(),
+            // Both were valid SIP when they crossed the node; should one no
+            // longer parse, re-sending the response is harmless.
+            _ => response.clone(),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum ServerTxn {
-    Invite(ServerInvite<Message>),
-    NonInvite(ServerNonInvite<Message>),
+    Invite(ServerInvite<Wire>),
+    NonInvite(ServerNonInvite<Wire>),
 }
 
 #[derive(Debug)]
@@ -98,8 +142,8 @@ struct ServerEntry {
 
 #[derive(Debug)]
 enum ClientTxn {
-    Invite(ClientInvite<Message>),
-    NonInvite(ClientNonInvite<Message>),
+    Invite(ClientInvite<Wire>),
+    NonInvite(ClientNonInvite<Wire>),
 }
 
 #[derive(Debug)]
@@ -113,7 +157,7 @@ struct ClientEntry {
     /// Timer C fired on this branch: its final response counts as 408.
     timed_out: bool,
     /// The request forwarded on this branch (to build CANCEL from).
-    request: Message,
+    request: Bytes,
     armed: Option<Instant>,
 }
 
@@ -143,7 +187,7 @@ struct Context {
     active: Option<ClientKey>,
     /// Best final response so far (§16.7 step 6), with its Via removed;
     /// no message when the branch ended by timeout or transport error.
-    best: Option<(u16, Option<Message>)>,
+    best: Option<(u16, Option<Wire>)>,
     cancelled: bool,
     timer_c: Option<Instant>,
     attempts: usize,
@@ -441,7 +485,7 @@ impl Proxy {
         if self.servers.contains_key(&key) {
             if let Some(entry) = self.servers.get_mut(&key) {
                 match (&mut entry.txn, &method) {
-                    (ServerTxn::Invite(t), Method::Ack) => t.handle_ack(now, req),
+                    (ServerTxn::Invite(t), Method::Ack) => t.handle_ack(now, req.into()),
                     (ServerTxn::Invite(t), _) => t.handle_request(now),
                     (ServerTxn::NonInvite(t), _) => t.handle_request(now),
                 }
@@ -657,7 +701,7 @@ impl Proxy {
     /// A response of a hidden context on its way upstream: the caller
     /// side's Vias back from the server transaction, the callee side's
     /// Record-Route and Contact replaced by the node's (and remembered).
-    fn hide_response(&mut self, ctx_id: u64, resp: &Message) -> Option<Message> {
+    fn hide_response(&mut self, ctx_id: u64, resp: &Message) -> Option<Wire> {
         let ctx = self.contexts.get(&ctx_id)?;
         let entry = self.servers.get(&ctx.server)?;
         let mut editor = resp.edit();
@@ -707,7 +751,7 @@ impl Proxy {
                 }
             }
         }
-        Message::parse(editor.finish()).ok()
+        Some(Wire::bytes(editor.finish()))
     }
 
     /// An ACK that matched no server transaction: the ACK of a 2xx, which a
@@ -861,7 +905,10 @@ impl Proxy {
             return;
         }
         entry.cancel_pending = false;
-        let Some(cancel) = build_cancel(&entry.request) else {
+        let Some(cancel) = Message::parse(entry.request.clone())
+            .ok()
+            .and_then(|invite| build_cancel(&invite))
+        else {
             return;
         };
         let target = entry.target.clone();
@@ -872,13 +919,14 @@ impl Proxy {
         if self.clients.contains_key(&cancel_key) {
             return;
         }
+        let bytes = cancel.to_bytes();
         let txn = ClientTxn::NonInvite(ClientNonInvite::new(
             now,
-            cancel.clone(),
+            cancel.into(),
             reliability(target.transport),
             self.config.timers,
         ));
-        self.insert_client(cancel_key.clone(), txn, None, target, cancel);
+        self.insert_client(cancel_key.clone(), txn, None, target, bytes);
         self.drive_client(now, &cancel_key);
     }
 
@@ -971,10 +1019,7 @@ impl Proxy {
             editor.prepend_header(HeaderName::RecordRoute, &record_route_value(&out));
         }
         editor.prepend_header(HeaderName::Via, &via_value(&out, target.transport, &branch));
-        let bytes = editor.finish();
-        let Ok(forwarded) = Message::parse(bytes) else {
-            return Err(());
-        };
+        let forwarded = editor.finish();
         if hide && initial && rules::creates_dialog(&method) {
             self.remember_hidden(now, req_for_hiding(&self.contexts, ctx_id));
         }
@@ -986,14 +1031,14 @@ impl Proxy {
         let txn = if method == Method::Invite {
             ClientTxn::Invite(ClientInvite::new(
                 now,
-                forwarded.clone(),
+                Wire::bytes(forwarded.clone()),
                 reliability,
                 self.config.timers,
             ))
         } else {
             ClientTxn::NonInvite(ClientNonInvite::new(
                 now,
-                forwarded.clone(),
+                Wire::bytes(forwarded.clone()),
                 reliability,
                 self.config.timers,
             ))
@@ -1052,7 +1097,7 @@ impl Proxy {
         txn: ClientTxn,
         ctx: Option<u64>,
         target: Target,
-        request: Message,
+        request: Bytes,
     ) {
         let id = self.next_id();
         if let Some(ctx) = ctx.and_then(|c| self.contexts.get_mut(&c)) {
@@ -1122,8 +1167,8 @@ impl Proxy {
             return;
         };
         match &mut entry.txn {
-            ClientTxn::Invite(t) => t.handle_response(now, status, resp),
-            ClientTxn::NonInvite(t) => t.handle_response(now, status, resp),
+            ClientTxn::Invite(t) => t.handle_response(now, status, resp.into()),
+            ClientTxn::NonInvite(t) => t.handle_response(now, status, resp.into()),
         }
         self.drive_client(now, &key);
     }
@@ -1204,13 +1249,7 @@ impl Proxy {
 
     /// A branch ended with a non-2xx final response (or a timeout or a
     /// transport error, given as 408 and 503 with no message).
-    fn on_branch_final(
-        &mut self,
-        now: Instant,
-        ctx_id: u64,
-        status: u16,
-        upstream: Option<Message>,
-    ) {
+    fn on_branch_final(&mut self, now: Instant, ctx_id: u64, status: u16, upstream: Option<Wire>) {
         let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
             return;
         };
@@ -1359,13 +1398,11 @@ impl Proxy {
 
     /// Passes a response built as bytes to a server transaction.
     fn respond_bytes(&mut self, now: Instant, key: &ServerKey, status: u16, bytes: Bytes) {
-        if let Ok(resp) = Message::parse(bytes) {
-            self.respond_message(now, key, status, resp);
-        }
+        self.respond_message(now, key, status, Wire::bytes(bytes));
     }
 
     /// Passes a response to a server transaction.
-    fn respond_message(&mut self, now: Instant, key: &ServerKey, status: u16, resp: Message) {
+    fn respond_message(&mut self, now: Instant, key: &ServerKey, status: u16, resp: Wire) {
         let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
@@ -1433,7 +1470,7 @@ impl Proxy {
                 local: Some(entry.flow.local),
                 conn: entry.flow.conn,
                 server_name: None,
-                bytes: resp.to_bytes(),
+                bytes: resp.bytes,
                 token: None,
             });
         }
@@ -1454,7 +1491,7 @@ impl Proxy {
             }
         }
         let flow = entry.flow.clone();
-        for ack in acks {
+        for ack in acks.into_iter().filter_map(|a| a.message()) {
             self.handle_stray_ack(now, ack, flow.clone());
         }
         let Some(entry) = self.servers.get_mut(key) else {
@@ -1503,7 +1540,7 @@ impl Proxy {
                 local: None,
                 conn: None,
                 server_name: entry.target.server_name.clone(),
-                bytes: req.to_bytes(),
+                bytes: req.bytes,
                 token: Some(TransmitToken(id)),
             });
         }
@@ -1532,7 +1569,9 @@ impl Proxy {
         for ev in events {
             match ev {
                 txn::Event::Response { status, response } => {
-                    self.on_branch_response(now, key, status, response);
+                    if let Some(response) = response.message() {
+                        self.on_branch_response(now, key, status, response);
+                    }
                 }
                 txn::Event::Timeout(_) => self.on_branch_failure(now, key, 408),
                 txn::Event::TransportError => self.on_branch_failure(now, key, 503),
@@ -1701,13 +1740,13 @@ fn host_literal(host: &str) -> String {
 
 /// The response with our top Via removed, ready for upstream; `None` when
 /// our Via was the only one (it has nowhere to go).
-fn strip_top_via(resp: &Message) -> Option<Message> {
+fn strip_top_via(resp: &Message) -> Option<Wire> {
     if resp.header_values(&HeaderName::Via).len() < 2 {
         return None;
     }
     let mut editor = resp.edit();
     editor.remove_first_value(&HeaderName::Via);
-    Message::parse(editor.finish()).ok()
+    Some(Wire::bytes(editor.finish()))
 }
 
 /// RFC 3261 §9.1: the CANCEL for a forwarded INVITE.
