@@ -44,7 +44,7 @@ use peering_proto::proxy::{Rejection, RouteKind, Transport};
 use serde::Deserialize;
 use tracing::{debug, info};
 
-use crate::router::{BoxFuture, CallInfo, RouteRequest, Screen};
+use crate::router::{BoxFuture, CallInfo, IdentityVerdict, RouteRequest, Screen};
 
 /// `[identity]`: peer authentication, P-Asserted-Identity trust and caller
 /// identity (RFC 8224 STIR/SHAKEN, RFC 4474). See `docs/identity.md`.
@@ -553,6 +553,9 @@ impl IdentityScreen {
         match &result.outcome {
             Ok(verified) => {
                 let attest = verified.attestation;
+                info.identity_verdict = IdentityVerdict::Valid {
+                    attestation: attest.and_then(|a| a.as_str().chars().next()),
+                };
                 info.identity = Some(match attest {
                     Some(a) => format!("{} valid attest={}", result.standard.as_str(), a.as_str()),
                     None => format!("{} valid", result.standard.as_str()),
@@ -576,6 +579,7 @@ impl IdentityScreen {
             }
             Err(e) => {
                 let (status, reason) = e.status();
+                info.identity_verdict = IdentityVerdict::Invalid;
                 info.identity = Some(format!("{} {status}", result.standard.as_str()));
                 info!(call_id = msg.call_id(), error = %e, status, "Identity does not verify");
                 if self.require || self.reject_invalid {
@@ -610,6 +614,9 @@ impl IdentityScreen {
                     .sign_shaken(view, auth.attestation, &new_origid(), now)
                     .map_err(fail)?;
                 info.add_headers.push((HeaderName::Identity, value));
+                info.identity_verdict = IdentityVerdict::Valid {
+                    attestation: auth.attestation.as_str().chars().next(),
+                };
                 info.identity = Some(format!(
                     "rfc8224 signed attest={}",
                     auth.attestation.as_str()
@@ -628,6 +635,7 @@ impl IdentityScreen {
                     .push((HeaderName::Identity, signed.identity));
                 info.add_headers
                     .push((HeaderName::IdentityInfo, signed.identity_info));
+                info.identity_verdict = IdentityVerdict::Valid { attestation: None };
                 info.identity = Some("rfc4474 signed".to_owned());
             }
         }

@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
-use crate::router::{BoxFuture, CallInfo, RouteRequest, Screen, called_number};
+use crate::router::{BoxFuture, CallInfo, IdentityVerdict, RouteRequest, Screen, called_number};
 
 /// How long a concurrency slot is kept when no BYE is seen (a call that
 /// ended without its BYE crossing this node, e.g. after a failover).
@@ -360,22 +360,20 @@ fn caller(msg: &Message, info: &CallInfo) -> Option<String> {
 
 /// The identity screen's outcome, as policy needs it.
 fn identity_check(info: &CallInfo) -> IdentityCheck {
-    let Some(text) = info.identity.as_deref() else {
-        return IdentityCheck::Absent;
-    };
-    if text == "none" {
-        return IdentityCheck::Absent;
-    }
-    if text.contains(" valid") || text.contains(" signed") {
-        let attest = text.split("attest=").nth(1).and_then(|a| a.chars().next());
-        return match attest {
+    match info.identity_verdict {
+        IdentityVerdict::Absent => IdentityCheck::Absent,
+        IdentityVerdict::Invalid => IdentityCheck::Invalid,
+        IdentityVerdict::Valid { attestation } => match attestation {
             Some('A') => IdentityCheck::Valid(Attestation::A),
             Some('B') => IdentityCheck::Valid(Attestation::B),
             Some('C') => IdentityCheck::Valid(Attestation::C),
-            _ => IdentityCheck::Invalid,
-        };
+            // RFC 4474, or a PASSporT without SHAKEN claims: the identity is
+            // vouched for but no attestation level is stated; it counts as
+            // the weakest level (gateway, C), so that agreements accepting
+            // only A or B still refuse it.
+            _ => IdentityCheck::Valid(Attestation::C),
+        },
     }
-    IdentityCheck::Invalid
 }
 
 fn to_rejection(r: &peering_policy::Rejection) -> Rejection {

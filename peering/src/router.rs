@@ -37,10 +37,29 @@ pub trait Router: Send + Sync + 'static {
     fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision>;
 }
 
+/// The outcome of Identity verification for a call, as later screens
+/// (policy) need it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IdentityVerdict {
+    /// No Identity header, or the node does not verify.
+    #[default]
+    Absent,
+    /// A valid Identity; the SHAKEN attestation level (`A`, `B`, `C`) when
+    /// the PASSporT carries one. Also set when the node signed the call.
+    Valid {
+        /// The attestation level.
+        attestation: Option<char>,
+    },
+    /// An Identity header that failed verification.
+    Invalid,
+}
+
 /// What the screens learned about a call before it is routed: attached to
 /// the decision (headers to add or remove) and to logs and CDRs.
 #[derive(Debug, Clone, Default)]
 pub struct CallInfo {
+    /// The Identity verification outcome.
+    pub identity_verdict: IdentityVerdict,
     /// The federation member that sent the call, once authenticated.
     pub member: Option<String>,
     /// A short description of the Identity verification (standard,
