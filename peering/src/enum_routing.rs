@@ -188,6 +188,12 @@ impl EnumRouter {
 }
 
 impl Router for EnumRouter {
+    /// Cached answers are hash lookups; a lookup that needs DNS returns
+    /// pending and runs as its own task.
+    fn is_cheap(&self) -> bool {
+        true
+    }
+
     fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision> {
         Box::pin(async move {
             match &request.kind {

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::future::Future as _;
+
 use anyhow::Context as _;
 use peering_proto::proxy::{
     Event, LocalInterface, Proxy, ProxyConfig, RouteDecision, RouteId, Transport,
@@ -357,20 +359,35 @@ async fn core_loop(
                 break;
             }
         }
-        while let Some(transmit) = proxy.poll_transmit() {
-            transports.send(transmit);
-        }
-        while let Some(event) = proxy.poll_event() {
-            if let (
-                Some(policy),
-                Event::CallFinal {
-                    call_id, status, ..
-                },
-            ) = (&policy, &event)
-            {
-                policy.call_final(call_id, *status);
+        // Routing answers that were ready at once (static routes, cached
+        // ENUM) feed straight back in, which may produce more events.
+        loop {
+            while let Some(transmit) = proxy.poll_transmit() {
+                transports.send(transmit);
             }
-            handle_event(event, &router, &route_tx, &metrics, &transports);
+            let mut ready = Vec::new();
+            while let Some(event) = proxy.poll_event() {
+                if let (
+                    Some(policy),
+                    Event::CallFinal {
+                        call_id, status, ..
+                    },
+                ) = (&policy, &event)
+                {
+                    policy.call_final(call_id, *status);
+                }
+                if let Some(answer) = handle_event(event, &router, &route_tx, &metrics, &transports)
+                {
+                    ready.push(answer);
+                }
+            }
+            if ready.is_empty() {
+                break;
+            }
+            let now = now();
+            for (id, decision) in ready {
+                proxy.handle_route(now, id, decision);
+            }
         }
         metrics
             .transactions
@@ -429,13 +446,17 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Acts on one event of the proxy core. A routing question whose answer is
+/// ready at the first poll (no I/O needed) is answered in place and
+/// returned; otherwise it runs as its own task and answers through
+/// `route_tx`.
 fn handle_event(
     event: Event,
     router: &Arc<dyn Router>,
     route_tx: &mpsc::UnboundedSender<(RouteId, RouteDecision)>,
     metrics: &Metrics,
     transports: &Transports,
-) {
+) -> Option<(RouteId, RouteDecision)> {
     match event {
         Event::Route {
             id,
@@ -444,19 +465,35 @@ fn handle_event(
             kind,
         } => {
             let router = router.clone();
-            let tx = route_tx.clone();
             let peer_certificates = flow.conn.and_then(|c| transports.peer_certificates(c));
-            tokio::spawn(async move {
-                let decision = router
+            let cheap = router.is_cheap();
+            let mut routing = Box::pin(async move {
+                router
                     .route(RouteRequest {
                         request,
                         flow,
                         kind,
                         peer_certificates,
                     })
-                    .await;
-                let _ = tx.send((id, decision));
+                    .await
             });
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let first = if cheap {
+                routing.as_mut().poll(&mut cx)
+            } else {
+                std::task::Poll::Pending
+            };
+            match first {
+                std::task::Poll::Ready(decision) => return Some((id, decision)),
+                std::task::Poll::Pending => {
+                    // Polled again by the runtime, with a real waker.
+                    let tx = route_tx.clone();
+                    tokio::spawn(async move {
+                        let decision = routing.await;
+                        let _ = tx.send((id, decision));
+                    });
+                }
+            }
         }
         Event::Rejected {
             status,
@@ -480,6 +517,7 @@ fn handle_event(
             metrics.stray_responses.fetch_add(1, Ordering::Relaxed);
         }
     }
+    None
 }
 
 /// Runs a node until SIGTERM or SIGINT, then shuts down gracefully.

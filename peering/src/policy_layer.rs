@@ -397,6 +397,12 @@ fn to_rejection(r: &peering_policy::Rejection) -> Rejection {
 pub struct PolicyScreen(pub Arc<PolicyLayer>);
 
 impl Screen for PolicyScreen {
+    /// Admission and limits are table lookups (well under a microsecond);
+    /// SPIT history comes from the store and makes the answer pending.
+    fn is_cheap(&self) -> bool {
+        true
+    }
+
     fn screen<'a>(
         &'a self,
         request: &'a RouteRequest,

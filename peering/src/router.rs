@@ -35,6 +35,13 @@ pub struct RouteRequest {
 pub trait Router: Send + Sync + 'static {
     /// Answers one routing question.
     fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision>;
+
+    /// Whether an answer that needs no I/O is also cheap in CPU (a table
+    /// lookup, not a signature): the node then takes it inline on its core
+    /// task instead of spawning a task for it.
+    fn is_cheap(&self) -> bool {
+        false
+    }
 }
 
 /// The outcome of Identity verification for a call, as later screens
@@ -88,6 +95,11 @@ pub trait Screen: Send + Sync + 'static {
         request: &'a RouteRequest,
         info: &'a mut CallInfo,
     ) -> BoxFuture<'a, Result<(), Rejection>>;
+
+    /// See [`Router::is_cheap`]; signature checks are not.
+    fn is_cheap(&self) -> bool {
+        false
+    }
 }
 
 /// Screens in order, then a destination router; the screens' header changes
@@ -116,6 +128,10 @@ impl Pipeline {
 }
 
 impl Router for Pipeline {
+    fn is_cheap(&self) -> bool {
+        self.screens.iter().all(|s| s.is_cheap()) && self.destination.is_cheap()
+    }
+
     fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision> {
         Box::pin(async move {
             let mut info = CallInfo::default();
@@ -158,6 +174,10 @@ impl Router for Pipeline {
 pub struct FirstMatch(pub Vec<Arc<dyn Router>>);
 
 impl Router for FirstMatch {
+    fn is_cheap(&self) -> bool {
+        self.0.iter().all(|r| r.is_cheap())
+    }
+
     fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision> {
         Box::pin(async move {
             let mut last = RouteDecision::Reject(Rejection::new(404, "No Route To Destination"));
@@ -250,6 +270,10 @@ fn unescape_user(user: &str) -> String {
 }
 
 impl Router for StaticRouter {
+    fn is_cheap(&self) -> bool {
+        true
+    }
+
     fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision> {
         Box::pin(async move {
             match &request.kind {
