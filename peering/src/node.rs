@@ -446,6 +446,9 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// The longest a routing question may take before the call is answered 500.
+const ROUTING_LIMIT: Duration = Duration::from_secs(30);
+
 /// Acts on one event of the proxy core. A routing question whose answer is
 /// ready at the first poll (no I/O needed) is answered in place and
 /// returned; otherwise it runs as its own task and answers through
@@ -489,7 +492,21 @@ fn handle_event(
                     // Polled again by the runtime, with a real waker.
                     let tx = route_tx.clone();
                     tokio::spawn(async move {
-                        let decision = routing.await;
+                        // A routing step that hangs (a store or DNS call
+                        // without its own limit) must not hold the call,
+                        // and its transactions, forever.
+                        let decision = tokio::time::timeout(ROUTING_LIMIT, routing)
+                            .await
+                            .unwrap_or_else(|_| {
+                                warn!("routing took too long; answering 500");
+                                RouteDecision::Reject(
+                                    peering_proto::proxy::Rejection::new(500, "Routing Timed Out")
+                                        .with_header(
+                                            peering_proto::msg::HeaderName::RetryAfter,
+                                            "5",
+                                        ),
+                                )
+                            });
                         let _ = tx.send((id, decision));
                     });
                 }
