@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use std::future::Future as _;
 
+use futures::FutureExt as _;
+
 use anyhow::Context as _;
 use peering_proto::proxy::{
     Event, LocalInterface, Proxy, ProxyConfig, RouteDecision, RouteId, Transport,
@@ -495,9 +497,18 @@ fn handle_event(
                         // A routing step that hangs (a store or DNS call
                         // without its own limit) must not hold the call,
                         // and its transactions, forever.
-                        let decision = tokio::time::timeout(ROUTING_LIMIT, routing)
-                            .await
-                            .unwrap_or_else(|_| {
+                        // A bug that panics in a router must not either.
+                        let guarded = std::panic::AssertUnwindSafe(routing).catch_unwind();
+                        let decision = match tokio::time::timeout(ROUTING_LIMIT, guarded).await {
+                            Ok(Ok(decision)) => decision,
+                            Ok(Err(_)) => {
+                                warn!("routing failed unexpectedly; answering 500");
+                                RouteDecision::Reject(peering_proto::proxy::Rejection::new(
+                                    500,
+                                    "Routing Failed",
+                                ))
+                            }
+                            Err(_) => {
                                 warn!("routing took too long; answering 500");
                                 RouteDecision::Reject(
                                     peering_proto::proxy::Rejection::new(500, "Routing Timed Out")
@@ -506,7 +517,8 @@ fn handle_event(
                                             "5",
                                         ),
                                 )
-                            });
+                            }
+                        };
                         let _ = tx.send((id, decision));
                     });
                 }
