@@ -484,7 +484,22 @@ fn handle_event(
             });
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             let first = if cheap {
-                routing.as_mut().poll(&mut cx)
+                let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    routing.as_mut().poll(&mut cx)
+                }));
+                match poll {
+                    Ok(poll) => poll,
+                    Err(_) => {
+                        warn!("routing failed unexpectedly; answering 500");
+                        return Some((
+                            id,
+                            RouteDecision::Reject(peering_proto::proxy::Rejection::new(
+                                500,
+                                "Routing Failed",
+                            )),
+                        ));
+                    }
+                }
             } else {
                 std::task::Poll::Pending
             };
