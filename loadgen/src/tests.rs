@@ -368,3 +368,90 @@ fn certificates_are_generated_and_loadable() {
     )
     .unwrap();
 }
+
+#[test]
+fn invites_carry_a_verifiable_shaken_identity() {
+    use peering_identity::passport::{Attestation, Passport, Signer};
+    use peering_proto::msg::HeaderName;
+    let dir = tempfile::tempdir().unwrap();
+    crate::tls::generate(dir.path(), &["sti"]).unwrap();
+    let key = dir.path().join("sti.key");
+    let hook =
+        crate::identity::StirHook::from_pem_file(&key, "https://sti.example/sp.pem").unwrap();
+    let now = Instant::now();
+    let numbers = Numbers::from_range("+4721000000-+4721000009").unwrap();
+    let mut uac = UacCore::new(uac_cfg(0), numbers, Some(std::sync::Arc::new(hook)), now);
+    uac.add_flow(UAC_ADDR.parse().unwrap());
+    let mut out = Vec::new();
+    uac.start_call(now, &mut out);
+    let invite = Message::parse(out.remove(0).data).unwrap();
+    let value = invite
+        .header(&HeaderName::Identity)
+        .expect("Identity header");
+    assert!(
+        value.contains(";info=<https://sti.example/sp.pem>"),
+        "{value}"
+    );
+    let jws = value.split(';').next().unwrap();
+    let passport = Passport::decode(jws).unwrap();
+    assert_eq!(passport.claims.attest, Some(Attestation::A));
+    let pem = std::fs::read_to_string(&key).unwrap();
+    let signer = Signer::from_pem(&pem, "https://sti.example/sp.pem").unwrap();
+    passport.verify_signature(signer.public_point()).unwrap();
+}
+
+#[test]
+fn drivers_complete_calls_on_loopback_over_udp_and_tcp() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::run::{UacJob, UasJob, run_uac, run_uas};
+
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut ucfg = uas_cfg(ANSWER);
+        ucfg.transport = transport;
+        let uas_job = UasJob {
+            core: UasCore::new(ucfg),
+            listen,
+            transport,
+            reuse_port: false,
+            tls: None,
+            stop: stop.clone(),
+        };
+        let uas = std::thread::spawn(move || run_uas(uas_job));
+        std::thread::sleep(Duration::from_millis(200));
+        let mut cfg = uac_cfg(0);
+        cfg.transport = transport;
+        cfg.target = listen;
+        let numbers = Numbers::from_range("+4721000000-+4721000099").unwrap();
+        let stats = run_uac(UacJob {
+            core: UacCore::new(cfg, numbers, None, Instant::now()),
+            rate: 200.0,
+            max_in_flight: 1000,
+            duration: Duration::from_millis(500),
+            drain: Duration::from_secs(5),
+            sources: vec!["127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap()],
+            connections_per_source: 1,
+            tls: None,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
+        .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let uas_stats = uas.join().unwrap().unwrap();
+        assert!(stats.attempted >= 90, "{transport:?}: {}", stats.attempted);
+        assert_eq!(
+            stats.succeeded, stats.attempted,
+            "{transport:?}: {:?}",
+            stats.failed
+        );
+        assert_eq!(uas_stats.invites, stats.attempted);
+        assert_eq!(uas_stats.byes, stats.attempted);
+    }
+}
