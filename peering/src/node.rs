@@ -7,19 +7,18 @@
 //!                                  │   ▲
 //!                      Event::Route│   │handle_route
 //!                                  ▼   │
-//!                          router task per request
+//!          Router: answered inline when cheap and ready (static table,
+//!          cached ENUM, policy lookups), else as its own task
 //! ```
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use std::future::Future as _;
-
-use futures::FutureExt as _;
-
 use anyhow::Context as _;
+use futures::FutureExt as _;
 use peering_proto::proxy::{
     Event, LocalInterface, Proxy, ProxyConfig, RouteDecision, RouteId, Transport,
 };
