@@ -244,29 +244,13 @@ impl StaticRouter {
 /// URI (unescaped `%2B` becomes `+`) or the number of a `tel:` URI.
 pub fn called_number(uri: &Uri) -> Option<String> {
     match uri {
-        Uri::Sip(sip) => sip.user.as_deref().map(unescape_user),
+        Uri::Sip(sip) => sip
+            .user
+            .as_deref()
+            .map(|u| String::from_utf8_lossy(&peering_proto::msg::unescape(u)).into_owned()),
         Uri::Tel(tel) => Some(tel.number.clone()),
         Uri::Other { .. } => None,
     }
-}
-
-fn unescape_user(user: &str) -> String {
-    let bytes = user.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = user.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Router for StaticRouter {
