@@ -125,7 +125,8 @@ impl TlsSettings {
         }
     }
 
-    fn roots(&self) -> Result<Arc<RootCertStore>> {
+    /// The trust anchors as a rustls root store.
+    pub fn roots(&self) -> Result<Arc<RootCertStore>> {
         let mut roots = RootCertStore::empty();
         for anchor in &self.trust_anchors {
             roots.add(anchor.clone())?;

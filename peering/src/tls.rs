@@ -20,7 +20,7 @@ use peering_identity::tls::{MinVersion, SipServerVerifier, TlsSettings};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
@@ -149,12 +149,9 @@ struct FederationVerifier {
 
 impl FederationVerifier {
     fn new(settings: &TlsSettings, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
-        let mut roots = RootCertStore::empty();
-        for anchor in &settings.trust_anchors {
-            roots.add(anchor.clone())?;
-        }
-        let mut ip = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .with_crls(settings.crls.iter().cloned());
+        let mut ip =
+            WebPkiServerVerifier::builder_with_provider(settings.roots()?, provider.clone())
+                .with_crls(settings.crls.iter().cloned());
         if !settings.require_crl {
             ip = ip.allow_unknown_revocation_status();
         }
