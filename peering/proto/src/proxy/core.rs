@@ -558,10 +558,9 @@ impl Proxy {
         let to_us = req
             .request_uri()
             .is_some_and(|u| is_node_uri(u, &self.config.interfaces, &self.config.domains));
-        let has_foreign_route = req.header(&HeaderName::Route).is_some()
-            && rules::preprocess_routes(&req, &self.config.interfaces, &self.config.domains)
-                .map(|info| info.next_route.is_some())
-                .unwrap_or(false);
+        // §16.4 once per request: the OPTIONS check and routing both use it.
+        let routes = rules::preprocess_routes(&req, &self.config.interfaces, &self.config.domains);
+        let has_foreign_route = routes.as_ref().is_ok_and(|info| info.next_route.is_some());
         if req.method() == Some(&Method::Options)
             && ((to_us && !has_foreign_route) || req.max_forwards() == Some(0))
         {
@@ -589,14 +588,13 @@ impl Proxy {
             self.reject(now, &key, &req, &flow, Rejection::new(482, "Loop Detected"));
             return;
         }
-        let info =
-            match rules::preprocess_routes(&req, &self.config.interfaces, &self.config.domains) {
-                Ok(info) => info,
-                Err(rejection) => {
-                    self.reject(now, &key, &req, &flow, rejection);
-                    return;
-                }
-            };
+        let info = match routes {
+            Ok(info) => info,
+            Err(rejection) => {
+                self.reject(now, &key, &req, &flow, rejection);
+                return;
+            }
+        };
         let in_dialog = req.to().tag().is_some();
         let through_us = info.own_routes > 0 || info.strict_router_fix;
         let mut hide = false;
@@ -1751,38 +1749,30 @@ fn strip_top_via(resp: &Message) -> Option<Wire> {
 
 /// RFC 3261 §9.1: the CANCEL for a forwarded INVITE.
 fn build_cancel(invite: &Message) -> Option<Message> {
-    let uri = invite.request_uri()?;
-    let via = invite.header_values(&HeaderName::Via).into_iter().next()?;
-    let mut text = format!("CANCEL {uri} SIP/2.0\r\nVia: {}\r\n", via.trim());
-    for route in invite.header_values(&HeaderName::Route) {
-        text.push_str("Route: ");
-        text.push_str(route.trim());
-        text.push_str("\r\n");
-    }
-    text.push_str(&format!(
-        "Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} CANCEL\r\nContent-Length: 0\r\n\r\n",
-        invite.header(&HeaderName::From)?.trim(),
-        invite.header(&HeaderName::To)?.trim(),
-        invite.call_id(),
-        invite.cseq().seq
-    ));
-    Message::parse(Bytes::from(text)).ok()
+    same_transaction_request(invite, "CANCEL", invite.header(&HeaderName::To)?)
 }
 
 /// RFC 3261 §17.1.1.3: the ACK for a non-2xx final response.
 fn build_ack(request: &Message, response: &Message) -> Option<Message> {
+    same_transaction_request(request, "ACK", response.header(&HeaderName::To)?)
+}
+
+/// A request that belongs to `request`'s transaction (its CANCEL, or the
+/// ACK of its non-2xx response): same Request-URI, top Via, Route set,
+/// From, Call-ID and CSeq number; `to` as given; no body.
+fn same_transaction_request(request: &Message, method: &str, to: &str) -> Option<Message> {
     let uri = request.request_uri()?;
     let via = request.header_values(&HeaderName::Via).into_iter().next()?;
-    let mut text = format!("ACK {uri} SIP/2.0\r\nVia: {}\r\n", via.trim());
+    let mut text = format!("{method} {uri} SIP/2.0\r\nVia: {}\r\n", via.trim());
     for route in request.header_values(&HeaderName::Route) {
         text.push_str("Route: ");
         text.push_str(route.trim());
         text.push_str("\r\n");
     }
     text.push_str(&format!(
-        "Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
+        "Max-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {} {method}\r\nContent-Length: 0\r\n\r\n",
         request.header(&HeaderName::From)?.trim(),
-        response.header(&HeaderName::To)?.trim(),
+        to.trim(),
         request.call_id(),
         request.cseq().seq
     ));
