@@ -765,6 +765,24 @@ fn every_transaction_and_call_ends() {
     assert!(h.proxy.poll_timeout().is_none(), "no timer left");
 }
 
+/// Answers the pending routing question: to B, with topology hiding.
+fn forward_hidden_to_b(h: &mut Harness) {
+    let (id, _, _) = h.routes.remove(0);
+    let decision = RouteDecision::Forward {
+        targets: vec![Target {
+            uri: "sip:+4721345678@198.51.100.7:5070".parse().expect("uri"),
+            transport: Transport::Udp,
+            remote: addr(B),
+            server_name: None,
+        }],
+        remove_headers: Vec::new(),
+        add_headers: Vec::new(),
+        hide_topology: true,
+    };
+    h.proxy.handle_route(h.now, id, decision);
+    h.drain();
+}
+
 #[test]
 fn topology_hiding_shows_each_side_only_the_node_and_dialogs_still_work() {
     let mut h = Harness::new();
@@ -774,23 +792,7 @@ fn topology_hiding_shows_each_side_only_the_node_and_dialogs_still_work() {
     );
     h.recv(&invite, A);
     h.statuses_to(A);
-    let (id, _, _) = h.routes.remove(0);
-    h.proxy.handle_route(
-        h.now,
-        id,
-        RouteDecision::Forward {
-            targets: vec![Target {
-                uri: "sip:+4721345678@198.51.100.7:5070".parse().expect("uri"),
-                transport: Transport::Udp,
-                remote: addr(B),
-                server_name: None,
-            }],
-            remove_headers: Vec::new(),
-            add_headers: Vec::new(),
-            hide_topology: true,
-        },
-    );
-    h.drain();
+    forward_hidden_to_b(&mut h);
     let fwd = h.take_to(B).remove(0);
     assert_eq!(fwd.vias().expect("vias").len(), 1, "only our Via towards B");
     let rr: Vec<String> = fwd
@@ -908,23 +910,7 @@ fn topology_hiding_routes_the_callee_side_back_to_the_caller() {
         "Max-Forwards: 70\r\nRecord-Route: <sip:edge-a.example;lr>\r\n",
     );
     h.recv(&invite, A);
-    let (id, _, _) = h.routes.remove(0);
-    h.proxy.handle_route(
-        h.now,
-        id,
-        RouteDecision::Forward {
-            targets: vec![Target {
-                uri: "sip:+4721345678@198.51.100.7:5070".parse().expect("uri"),
-                transport: Transport::Udp,
-                remote: addr(B),
-                server_name: None,
-            }],
-            remove_headers: Vec::new(),
-            add_headers: Vec::new(),
-            hide_topology: true,
-        },
-    );
-    h.drain();
+    forward_hidden_to_b(&mut h);
     let fwd = h.take_to(B).remove(0);
     h.recv(
         &reply(&fwd, 200, Some("tb")).replace(
