@@ -229,17 +229,55 @@ impl Class {
 }
 
 /// The output queues of a machine.
+/// A FIFO that holds its first element inline: a machine emits at most one
+/// message or event per input in the common case, and a held transaction
+/// (thousands of calls ringing) should not keep a heap buffer per queue.
+#[derive(Debug)]
+struct Queue<T> {
+    first: Option<T>,
+    rest: VecDeque<T>,
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Self {
+            first: None,
+            rest: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Queue<T> {
+    fn push_back(&mut self, item: T) {
+        if self.first.is_none() {
+            // Invariant: `rest` is empty whenever `first` is.
+            self.first = Some(item);
+        } else {
+            self.rest.push_back(item);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        let item = self.first.take()?;
+        self.first = self.rest.pop_front();
+        if self.first.is_none() && self.rest.capacity() > 0 {
+            self.rest = VecDeque::new();
+        }
+        Some(item)
+    }
+}
+
 #[derive(Debug)]
 struct Outputs<M> {
-    transmit: VecDeque<M>,
-    events: VecDeque<Event<M>>,
+    transmit: Queue<M>,
+    events: Queue<Event<M>>,
 }
 
 impl<M> Default for Outputs<M> {
     fn default() -> Self {
         Self {
-            transmit: VecDeque::new(),
-            events: VecDeque::new(),
+            transmit: Queue::default(),
+            events: Queue::default(),
         }
     }
 }
@@ -254,8 +292,6 @@ impl<M> Outputs<M> {
     }
 }
 
-/// Implements [`Transaction`] by forwarding to the inherent methods of the
-/// same names.
 macro_rules! impl_transaction {
     ($machine:ident) => {
         impl<M: $crate::txn::TxnMessage> $crate::txn::Transaction for $machine<M> {

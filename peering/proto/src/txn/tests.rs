@@ -1330,15 +1330,15 @@ fn machines_are_small() {
         ("ServerNonInvite", size_of::<ServerNonInvite<Message>>()),
     ] {
         println!("{name}<msg::Message>: {size} bytes");
-        assert!(size <= 256, "{name} is {size} bytes");
+        // The first queued message and event live inline (no heap queue).
+        assert!(size <= 320, "{name} is {size} bytes");
     }
     println!("TxnKey: {} bytes", size_of::<TxnKey>());
     assert!(size_of::<TxnKey>() <= 64);
-    // Worst case with the heap: the inline machine, plus the queues after
-    // one use (a VecDeque keeps its smallest non-zero capacity, 4), plus
-    // the message a 1500-octet datagram's handle points to.
-    let queues = 4 * size_of::<Handle>() + 4 * size_of::<Event<Handle>>();
-    let worst = sizes.iter().map(|(_, s)| s).max().unwrap() + queues + 1500;
+    // Worst case with the heap: the inline machine (its queues hold their
+    // first element inline and give their heap buffer back once drained),
+    // plus the message a 1500-octet datagram's handle points to.
+    let worst = sizes.iter().map(|(_, s)| s).max().unwrap() + 1500;
     println!("worst case per transaction with a 1500-octet message: {worst} bytes");
     assert!(worst < 4096);
 }
