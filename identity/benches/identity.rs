@@ -1,11 +1,19 @@
 //! Sign and verify throughput of both identity schemes.
 //!
 //! `cargo bench -p peering-identity --bench identity`
+//!
+//! `rfc8224_es256/ring_verify_bare` is the floor: ring's P-256 check of one
+//! PASSporT signature, nothing else. `rfc8224_es256/verify_warm` is the
+//! whole check as the node runs it (header, claims, certificate from a warm
+//! fetcher cache, chain reuse, signature, TN authorization, replay cache).
 
 use std::hint::black_box;
 use std::process::Command;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use criterion::{Criterion, criterion_group, criterion_main};
+use peering_identity::fetch::{CertFetcher, FetchConfig, verify_stir};
 use peering_identity::passport::{Attestation, Signer};
 use peering_identity::rfc4474::{Rfc4474Config, Rfc4474Signer, Rfc4474Verifier};
 use peering_identity::rfc8224::{StirConfig, StirSigner, StirVerifier};
@@ -110,7 +118,112 @@ fn es256(c: &mut Criterion) {
             criterion::BatchSize::SmallInput,
         )
     });
+    // The floor: ring's P-256 verify of one signature over its signing input.
+    let token = signer
+        .sign_shaken(
+            &req,
+            Attestation::A,
+            "de305d54-75b4-431b-adb2-eb6b9e546014",
+            NOW,
+        )
+        .unwrap();
+    let jws = token.split(';').next().unwrap();
+    let (input, sig) = jws.rsplit_once('.').unwrap();
+    let sig = B64.decode(sig).unwrap();
+    let point = peering_identity::sti::describe(&chain[0])
+        .unwrap()
+        .public_key;
+    g.bench_function("ring_verify_bare", |b| {
+        b.iter(|| bare_verify(black_box(&point), black_box(input), black_box(&sig)))
+    });
+    // The whole check as the node runs it, with the certificate in the
+    // fetcher's cache (a local repository) and the chain verified before.
+    // Distinct tokens (ECDSA signatures differ each time) cycle through a
+    // pool larger than the replay cache, so nothing is a replay and nothing
+    // is signed inside the timing.
+    let dir =
+        std::env::temp_dir().join(format!("peering-identity-bench-sti-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("sp.pem"), chain[0].as_ref()).unwrap();
+    let fetcher = CertFetcher::new(FetchConfig {
+        repository: Some(dir.clone()),
+        ..FetchConfig::default()
+    })
+    .unwrap();
+    let warm_verifier = StirVerifier::new(
+        {
+            let mut trust = CertTrust::new();
+            trust.add_pem(ca.pem().as_bytes()).unwrap();
+            trust
+        },
+        StirConfig {
+            replay_capacity: 1024,
+            ..StirConfig::default()
+        },
+    );
+    let pool: Vec<String> = (0..4096)
+        .map(|_| {
+            signer
+                .sign_shaken(
+                    &req,
+                    Attestation::A,
+                    "de305d54-75b4-431b-adb2-eb6b9e546014",
+                    NOW,
+                )
+                .unwrap()
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let warm = rt.block_on(verify_stir(&warm_verifier, &fetcher, &pool[0], &req, NOW));
+    assert!(warm.is_valid(), "{:?}", warm.outcome);
+    std::fs::remove_dir_all(&dir).ok();
+    // One position for all of criterion's runs: restarting it would replay.
+    let mut i = 0usize;
+    g.bench_function("verify_warm", |b| {
+        b.iter(|| {
+            i = (i + 1) % pool.len();
+            warm_verify(
+                &warm_verifier,
+                &fetcher,
+                black_box(&pool[i]),
+                black_box(&req),
+            );
+        })
+    });
     g.finish();
+}
+
+/// One bare ring verify (`--toggle-collect=*bare_verify*` under callgrind).
+#[inline(never)]
+fn bare_verify(point: &[u8], input: &str, sig: &[u8]) {
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
+        .verify(input.as_bytes(), sig)
+        .unwrap()
+}
+
+/// One whole check, warm (`--toggle-collect=*warm_verify*` under callgrind).
+#[inline(never)]
+fn warm_verify(
+    verifier: &StirVerifier,
+    fetcher: &CertFetcher,
+    identity: &str,
+    req: &RequestView<'_>,
+) {
+    let r = poll_ready(verify_stir(verifier, fetcher, identity, req, NOW));
+    assert!(r.is_valid(), "{:?}", r.outcome);
+}
+
+/// Runs a future that completes without waiting (a warm cache) on this
+/// thread, without a runtime's scheduling in the timing.
+fn poll_ready<F: Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => out,
+        std::task::Poll::Pending => panic!("the certificate cache is not warm"),
+    }
 }
 
 fn rsa_sha256(c: &mut Criterion) {
