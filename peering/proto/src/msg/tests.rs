@@ -24,6 +24,43 @@ fn msg(s: &str) -> Message {
 }
 
 #[test]
+fn every_known_header_name_maps_back_in_any_case() {
+    for name in HeaderName::ALL {
+        let canon = name.as_str();
+        for wire in [
+            canon.to_owned(),
+            canon.to_ascii_lowercase(),
+            canon.to_ascii_uppercase(),
+        ] {
+            assert_eq!(&HeaderName::parse(&wire).unwrap(), name, "{wire}");
+            assert!(!matches!(
+                HeaderName::parse(&wire).unwrap(),
+                HeaderName::Other(_)
+            ));
+        }
+        // One letter off, or one longer: an extension header.
+        let mut off = canon.to_ascii_lowercase().into_bytes();
+        let last = off.len() - 1;
+        off[last] = if off[last] == b'x' { b'y' } else { b'x' };
+        let off = String::from_utf8(off).unwrap();
+        assert!(
+            matches!(HeaderName::parse(&off).unwrap(), HeaderName::Other(_)),
+            "{off}"
+        );
+        let longer = format!("{canon}x");
+        assert!(
+            matches!(HeaderName::parse(&longer).unwrap(), HeaderName::Other(_)),
+            "{longer}"
+        );
+    }
+    assert_eq!(HeaderName::parse("x-Custom").unwrap().as_str(), "x-Custom");
+    assert!(matches!(
+        HeaderName::parse("q").unwrap(),
+        HeaderName::Other(_)
+    ));
+}
+
+#[test]
 fn header_names_are_case_insensitive_and_compact_forms_map() {
     for (wire, name) in [
         ("v", HeaderName::Via),
