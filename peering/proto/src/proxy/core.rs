@@ -3,7 +3,9 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,93 +23,180 @@ use super::types::{
     Transmit, TransmitToken, Transport,
 };
 
+/// The maps' hasher: keys are short and hashed on every message, where
+/// SipHash dominated; foldhash's per-map random seed still keeps peers from
+/// choosing colliding branches offline.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Identifies a server transaction: RFC 3261 §17.2.3 (branch, sent-by,
-/// method; ACK is matched to its INVITE).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ServerKey {
-    branch: String,
-    sent_by: String,
-    method: String,
+/// method; ACK is matched to its INVITE), as one shared string
+/// `METHOD SP host:port SP branch`. Clones share it, so the maps and the
+/// timer heap hold one allocation per transaction; lookups borrow a `&str`
+/// built in a reused buffer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ServerKey(Arc<str>);
+
+impl std::borrow::Borrow<str> for ServerKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
 }
 
 impl ServerKey {
-    /// The key of `req`, with ACK folded onto INVITE. `None` for a message
-    /// without a top Via (the parser refuses those).
-    fn of(req: &Message) -> Option<Self> {
-        let via = req.top_via()?;
-        let method = match req.method()? {
-            Method::Ack => "INVITE".to_owned(),
-            m => m.as_str().to_owned(),
+    /// Writes the key of `req` into `out`, with ACK folded onto INVITE.
+    /// `false` for a message without a top Via or method (the parser
+    /// refuses those).
+    fn write(out: &mut String, req: &Message) -> bool {
+        out.clear();
+        let (Some(via), Some(method)) = (req.top_via(), req.method()) else {
+            return false;
         };
-        let (host, port) = via.sent_by();
-        let branch = match via.branch() {
+        out.push_str(match method {
+            Method::Ack => "INVITE",
+            m => m.as_str(),
+        });
+        let _ = write!(out, " {}:{} ", via.host, via.port.unwrap_or(0));
+        match req.branch() {
             Some(b)
                 if b.len() > rules::MAGIC_COOKIE.len() && b.starts_with(rules::MAGIC_COOKIE) =>
             {
-                b.to_owned()
+                out.push_str(b)
             }
             // RFC 2543 fallback (§17.2.3): no usable branch, so match on
             // Call-ID, From tag and CSeq number instead.
-            _ => format!(
-                "2543|{}|{}|{}",
-                req.call_id(),
-                req.from().tag().unwrap_or(""),
-                req.cseq().seq
-            ),
-        };
-        Some(Self {
-            branch,
-            sent_by: format!("{host}:{}", port.unwrap_or(0)),
-            method,
-        })
+            _ => {
+                let _ = write!(
+                    out,
+                    "2543|{}|{}|{}",
+                    req.call_id(),
+                    req.from_tag().unwrap_or(""),
+                    req.cseq().seq
+                );
+            }
+        }
+        true
     }
 
+    /// The same key for another method (a CANCEL's INVITE).
     fn with_method(&self, method: &str) -> Self {
-        Self {
-            method: method.to_owned(),
-            ..self.clone()
+        let rest = self.0.find(' ').map_or("", |at| &self.0[at..]);
+        let mut s = String::with_capacity(method.len() + rest.len());
+        s.push_str(method);
+        s.push_str(rest);
+        Self(Arc::from(s))
+    }
+}
+
+/// Identifies one of our client transactions: our branch, with ` CANCEL`
+/// appended for the CANCEL sharing that branch (§17.1.3). Responses to the
+/// INVITE are looked up by their branch alone, without allocating.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ClientKey(Arc<str>);
+
+impl std::borrow::Borrow<str> for ClientKey {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+const CANCEL_SUFFIX: &str = " CANCEL";
+
+impl ClientKey {
+    fn new(branch: &str) -> Self {
+        Self(Arc::from(branch))
+    }
+
+    /// The key of the CANCEL sent on this branch.
+    fn cancel(&self) -> Self {
+        let mut s = String::with_capacity(self.0.len() + CANCEL_SUFFIX.len());
+        s.push_str(&self.0);
+        s.push_str(CANCEL_SUFFIX);
+        Self(Arc::from(s))
+    }
+}
+
+/// A request the core keeps: parsed while the typed view is still used,
+/// then only its bytes (parsed again in the rare cases that need it, such
+/// as a local final response or a failover), so a held call does not keep
+/// the parse results of its INVITE.
+#[derive(Debug, Clone)]
+enum Held {
+    Parsed(Message),
+    Raw(Bytes),
+}
+
+impl Held {
+    fn message(&self) -> Option<Message> {
+        match self {
+            Self::Parsed(m) => Some(m.clone()),
+            Self::Raw(b) => Message::parse(b.clone()).ok(),
         }
     }
+
+    /// Drops the parse results, keeping a copy of the bytes at their exact
+    /// size (the received buffer may be larger). `share` is another held
+    /// request's copy, used when it was made from the same buffer. Returns
+    /// the copy when one was made, with the address of the buffer it came
+    /// from.
+    fn shrink(&mut self, share: Option<&(usize, Bytes)>) -> Option<(usize, Bytes)> {
+        let Self::Parsed(m) = self else {
+            return None;
+        };
+        let wire = m.as_bytes();
+        let from = wire.as_ptr() as usize;
+        let raw = match share {
+            Some((addr, copy)) if *addr == from && copy.len() == wire.len() => copy.clone(),
+            _ => Bytes::copy_from_slice(wire),
+        };
+        *self = Self::Raw(raw.clone());
+        Some((from, raw))
+    }
 }
 
-/// Identifies one of our client transactions: our branch plus whether it is
-/// the CANCEL sharing that branch (§17.1.3).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ClientKey {
-    branch: String,
-    cancel: bool,
+/// Where `part` lies in `whole` (empty when it does not).
+fn range_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let base = whole.as_ptr() as usize;
+    let at = part.as_ptr() as usize;
+    if at >= base && at + part.len() <= base + whole.len() {
+        at - base..at - base + part.len()
+    } else {
+        0..0
+    }
 }
 
-/// A message as the transactions hold it: the bytes to (re)send, and the
-/// parsed form when it is already at hand. Messages the node builds itself
-/// are not parsed again unless an ACK or a CANCEL has to be made from them.
+/// A message as the transactions hold it: the bytes to (re)send, or the
+/// parsed form (which holds them) when it is already at hand. Messages the
+/// node builds itself are not parsed again unless an ACK or a CANCEL has to
+/// be made from them.
 #[derive(Debug, Clone)]
-struct Wire {
-    bytes: Bytes,
-    parsed: Option<Message>,
+enum Wire {
+    Raw(Bytes),
+    Parsed(Message),
 }
 
 impl Wire {
     fn bytes(bytes: Bytes) -> Self {
-        Self {
-            bytes,
-            parsed: None,
+        Self::Raw(bytes)
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Raw(b) => b,
+            Self::Parsed(m) => m.to_bytes(),
         }
     }
 
     fn message(&self) -> Option<Message> {
-        self.parsed
-            .clone()
-            .or_else(|| Message::parse(self.bytes.clone()).ok())
+        match self {
+            Self::Raw(b) => Message::parse(b.clone()).ok(),
+            Self::Parsed(m) => Some(m.clone()),
+        }
     }
 }
 
 impl From<Message> for Wire {
     fn from(msg: Message) -> Self {
-        Self {
-            bytes: msg.to_bytes(),
-            parsed: Some(msg),
-        }
+        Self::Parsed(msg)
     }
 }
 
@@ -135,7 +224,7 @@ struct ServerEntry {
     /// Where responses go (§18.2.2).
     response_to: SocketAddr,
     /// The request as received, to build local responses from.
-    request: Message,
+    request: Held,
     ctx: Option<u64>,
     armed: Option<Instant>,
 }
@@ -146,11 +235,29 @@ enum ClientTxn {
     NonInvite(ClientNonInvite<Wire>),
 }
 
+/// Where a client transaction sends.
+#[derive(Debug, Clone)]
+struct Dest {
+    transport: Transport,
+    remote: SocketAddr,
+    server_name: Option<Box<str>>,
+}
+
+impl From<&Target> for Dest {
+    fn from(t: &Target) -> Self {
+        Self {
+            transport: t.transport,
+            remote: t.remote,
+            server_name: t.server_name.as_deref().map(Box::from),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct ClientEntry {
     txn: ClientTxn,
     ctx: Option<u64>,
-    target: Target,
+    target: Dest,
     got_provisional: bool,
     /// A CANCEL is owed as soon as a provisional response arrives (§9.1).
     cancel_pending: bool,
@@ -159,6 +266,8 @@ struct ClientEntry {
     /// The request forwarded on this branch (to build CANCEL from).
     request: Bytes,
     armed: Option<Instant>,
+    /// The id of its transmissions' token.
+    id: u64,
 }
 
 /// What a proxy context is doing.
@@ -176,9 +285,13 @@ enum Phase {
 struct Context {
     server: ServerKey,
     /// The request after §16.4 pre-processing.
-    request: Message,
+    request: Held,
+    /// Its method and where its Call-ID is in its bytes, kept for events.
+    method: Method,
+    call_id: std::ops::Range<usize>,
     flow: Flow,
-    kind: RouteKind,
+    /// Routed as an initial request (not along a route set).
+    initial: bool,
     phase: Phase,
     targets: Vec<Target>,
     next_target: usize,
@@ -191,7 +304,6 @@ struct Context {
     cancelled: bool,
     timer_c: Option<Instant>,
     attempts: usize,
-    to_tag: String,
     /// Live client transactions that belong to this context.
     branches: usize,
     /// Hide each side's topology from the other.
@@ -200,8 +312,8 @@ struct Context {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerRef {
-    Server(u64),
-    Client(u64),
+    Server(ServerKey),
+    Client(ClientKey),
     TimerC(u64),
 }
 
@@ -211,21 +323,21 @@ enum TimerRef {
 pub struct Proxy {
     config: ProxyConfig,
     counter: u64,
-    servers: HashMap<ServerKey, ServerEntry>,
-    server_ids: HashMap<u64, ServerKey>,
-    server_id_of: HashMap<ServerKey, u64>,
-    clients: HashMap<ClientKey, ClientEntry>,
-    client_ids: HashMap<u64, ClientKey>,
-    client_id_of: HashMap<ClientKey, u64>,
-    contexts: HashMap<u64, Context>,
-    pending_routes: HashMap<u64, u64>,
-    stateless_routes: HashMap<u64, (Message, Flow, bool)>,
+    servers: Map<ServerKey, ServerEntry>,
+    clients: Map<ClientKey, ClientEntry>,
+    /// Client transactions by the id in their transmissions' token.
+    client_ids: Map<u64, ClientKey>,
+    contexts: Map<u64, Context>,
+    pending_routes: Map<u64, u64>,
+    stateless_routes: Map<u64, (Message, Flow, bool)>,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     draining: bool,
     /// Dialogs whose topology is hidden, by Call-ID.
-    hidden: HashMap<String, HiddenDialog>,
+    hidden: Map<String, HiddenDialog>,
+    /// Reused to build transaction keys for lookups.
+    scratch: String,
 }
 
 impl Proxy {
@@ -234,20 +346,18 @@ impl Proxy {
         Self {
             config,
             counter: 0,
-            servers: HashMap::new(),
-            server_ids: HashMap::new(),
-            server_id_of: HashMap::new(),
-            clients: HashMap::new(),
-            client_ids: HashMap::new(),
-            client_id_of: HashMap::new(),
-            contexts: HashMap::new(),
-            pending_routes: HashMap::new(),
-            stateless_routes: HashMap::new(),
+            servers: Map::default(),
+            clients: Map::default(),
+            client_ids: Map::default(),
+            contexts: Map::default(),
+            pending_routes: Map::default(),
+            stateless_routes: Map::default(),
             timers: BinaryHeap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             draining: false,
-            hidden: HashMap::new(),
+            hidden: Map::default(),
+            scratch: String::new(),
         }
     }
 
@@ -311,8 +421,8 @@ impl Proxy {
                     });
                 format!(
                     "call-id={} method={:?} phase={:?} cancelled={} attempts={} branch={:?}",
-                    c.request.call_id(),
-                    c.request.method(),
+                    c.call_id(),
+                    Some(&c.method),
                     c.phase,
                     c.cancelled,
                     c.attempts,
@@ -363,10 +473,7 @@ impl Proxy {
                 break;
             };
             match timer {
-                TimerRef::Server(id) => {
-                    let Some(key) = self.server_ids.get(&id).cloned() else {
-                        continue;
-                    };
+                TimerRef::Server(key) => {
                     let Some(entry) = self.servers.get_mut(&key) else {
                         continue;
                     };
@@ -380,10 +487,7 @@ impl Proxy {
                     }
                     self.drive_server(now, &key);
                 }
-                TimerRef::Client(id) => {
-                    let Some(key) = self.client_ids.get(&id).cloned() else {
-                        continue;
-                    };
+                TimerRef::Client(key) => {
                     let Some(entry) = self.clients.get_mut(&key) else {
                         continue;
                     };
@@ -437,7 +541,7 @@ impl Proxy {
         }
         match decision {
             RouteDecision::Reject(rejection) => {
-                let method = ctx.request.method().map(|m| m.as_str().to_owned());
+                let method = ctx.method.as_str().to_owned();
                 let flow = ctx.flow.clone();
                 let headers: Vec<(HeaderName, &str)> = rejection
                     .headers
@@ -448,7 +552,7 @@ impl Proxy {
                 self.events.push_back(Event::Rejected {
                     status: rejection.status,
                     reason: rejection.reason,
-                    method: method.unwrap_or_default(),
+                    method,
                     flow,
                 });
             }
@@ -478,11 +582,18 @@ impl Proxy {
         let Some(method) = req.method().cloned() else {
             return;
         };
-        let Some(key) = ServerKey::of(&req) else {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        if !ServerKey::write(&mut scratch, &req) {
+            self.scratch = scratch;
             return;
-        };
+        }
         // Retransmissions and the ACK of a non-2xx final response.
-        if self.servers.contains_key(&key) {
+        let known = self
+            .servers
+            .get_key_value(scratch.as_str())
+            .map(|(k, _)| k.clone());
+        if let Some(key) = known {
+            self.scratch = scratch;
             if let Some(entry) = self.servers.get_mut(&key) {
                 match (&mut entry.txn, &method) {
                     (ServerTxn::Invite(t), Method::Ack) => t.handle_ack(now, req.into()),
@@ -493,6 +604,8 @@ impl Proxy {
             self.drive_server(now, &key);
             return;
         }
+        let key = ServerKey(Arc::from(scratch.as_str()));
+        self.scratch = scratch;
         if self.draining && !matches!(method, Method::Ack | Method::Cancel) {
             let bytes = msg::response_to(
                 &req,
@@ -528,16 +641,13 @@ impl Proxy {
             ServerTxn::NonInvite(ServerNonInvite::new(reliability, self.config.timers))
         };
         let response_to = response_address(req, flow);
-        let id = self.next_id();
-        self.server_ids.insert(id, key.clone());
-        self.server_id_of.insert(key.clone(), id);
         self.servers.insert(
             key.clone(),
             ServerEntry {
                 txn,
                 flow: flow.clone(),
                 response_to,
-                request: req.clone(),
+                request: Held::Parsed(req.clone()),
                 ctx: None,
                 armed: None,
             },
@@ -633,15 +743,20 @@ impl Proxy {
             // in the request: the routing seam decides whether to honour it.
             (RouteKind::Initial, apply_route_info(&req, &info))
         };
+        let Some(method) = req.method().cloned() else {
+            return;
+        };
         let ctx_id = self.next_id();
-        let to_tag = self.local_tag(&req);
+        let call_id = range_in(routed.as_bytes(), routed.call_id().as_bytes());
         self.contexts.insert(
             ctx_id,
             Context {
                 server: key.clone(),
-                request: routed.clone(),
+                request: Held::Parsed(routed.clone()),
+                method,
+                call_id,
                 flow: flow.clone(),
-                kind: kind.clone(),
+                initial: kind == RouteKind::Initial,
                 phase: Phase::Routing,
                 targets: Vec::new(),
                 next_target: 0,
@@ -652,7 +767,6 @@ impl Proxy {
                 cancelled: false,
                 timer_c: None,
                 attempts: 0,
-                to_tag,
                 branches: 0,
                 hide,
             },
@@ -703,7 +817,7 @@ impl Proxy {
         let ctx = self.contexts.get(&ctx_id)?;
         let entry = self.servers.get(&ctx.server)?;
         let mut editor = resp.edit();
-        hiding::restore_vias(&mut editor, &entry.request);
+        hiding::restore_vias(&mut editor, &entry.request.message()?);
         let status = resp.status().unwrap_or(0);
         let call_id = resp.call_id().to_owned();
         let facing_a = self
@@ -713,7 +827,7 @@ impl Proxy {
             .find(|i| i.transport == entry.flow.transport && i.addr == entry.flow.local)
             .cloned()
             .unwrap_or_else(|| self.outbound_interface(entry.flow.transport, entry.flow.remote));
-        let dialog_forming = ctx.kind == RouteKind::Initial && (101..300).contains(&status);
+        let dialog_forming = ctx.initial && (101..300).contains(&status);
         if let Some(contact) = hiding::first_contact(resp) {
             editor.set_header(HeaderName::Contact, &hiding::node_contact(&facing_a));
             if let Some(dialog) = self.hidden.get_mut(&call_id)
@@ -910,10 +1024,7 @@ impl Proxy {
             return;
         };
         let target = entry.target.clone();
-        let cancel_key = ClientKey {
-            branch: key.branch.clone(),
-            cancel: true,
-        };
+        let cancel_key = key.cancel();
         if self.clients.contains_key(&cancel_key) {
             return;
         }
@@ -959,11 +1070,12 @@ impl Proxy {
         let Some(ctx) = self.contexts.get(&ctx_id) else {
             return Err(());
         };
-        let req = &ctx.request;
-        let Some(method) = req.method().cloned() else {
+        let Some(req) = ctx.request.message() else {
             return Err(());
         };
-        let initial = ctx.kind == RouteKind::Initial;
+        let req = &req;
+        let method = ctx.method.clone();
+        let initial = ctx.initial;
         let hash = rules::loop_hash(req);
         let branch = rules::make_branch(hash, self.config.instance, branch_id);
 
@@ -1021,10 +1133,7 @@ impl Proxy {
         if hide && initial && rules::creates_dialog(&method) {
             self.remember_hidden(now, req_for_hiding(&self.contexts, ctx_id));
         }
-        let key = ClientKey {
-            branch,
-            cancel: false,
-        };
+        let key = ClientKey::new(&branch);
         let reliability = reliability(target.transport);
         let txn = if method == Method::Invite {
             ClientTxn::Invite(ClientInvite::new(
@@ -1041,9 +1150,23 @@ impl Proxy {
                 self.config.timers,
             ))
         };
-        self.insert_client(key.clone(), txn, Some(ctx_id), target, forwarded);
+        self.insert_client(
+            key.clone(),
+            txn,
+            Some(ctx_id),
+            Dest::from(&target),
+            forwarded,
+        );
         if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
             ctx.active = Some(key.clone());
+            if !hide {
+                // Forwarded: keep only the bytes of the request (at their
+                // exact size) until a failover or a local response needs it
+                // parsed again.
+                let entry = self.servers.get_mut(&ctx.server);
+                let shared = entry.and_then(|e| e.request.shrink(None));
+                ctx.request.shrink(shared.as_ref());
+            }
             if method == Method::Invite {
                 let at = now + self.config.timer_c;
                 ctx.timer_c = Some(at);
@@ -1094,7 +1217,7 @@ impl Proxy {
         key: ClientKey,
         txn: ClientTxn,
         ctx: Option<u64>,
-        target: Target,
+        target: Dest,
         request: Bytes,
     ) {
         let id = self.next_id();
@@ -1102,7 +1225,6 @@ impl Proxy {
             ctx.branches += 1;
         }
         self.client_ids.insert(id, key.clone());
-        self.client_id_of.insert(key.clone(), id);
         self.clients.insert(
             key,
             ClientEntry {
@@ -1114,6 +1236,7 @@ impl Proxy {
                 timed_out: false,
                 request,
                 armed: None,
+                id,
             },
         );
     }
@@ -1149,15 +1272,24 @@ impl Proxy {
 
     fn handle_response(&mut self, now: Instant, resp: Message) {
         let status = resp.status().unwrap_or(0);
-        let Some(branch) = resp.top_via().and_then(|v| v.branch()).map(str::to_owned) else {
+        let Some(branch) = resp.branch() else {
             self.events.push_back(Event::StrayResponse { status });
             return;
         };
-        let key = ClientKey {
-            branch,
-            cancel: resp.cseq().method == Method::Cancel,
+        let found = if resp.cseq().method == Method::Cancel {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            scratch.push_str(branch);
+            scratch.push_str(CANCEL_SUFFIX);
+            let found = self.clients.get_key_value(scratch.as_str());
+            let found = found.map(|(k, _)| k.clone());
+            self.scratch = scratch;
+            found
+        } else {
+            self.clients.get_key_value(branch).map(|(k, _)| k.clone())
         };
-        let Some(entry) = self.clients.get_mut(&key) else {
+        let Some((key, entry)) = found.and_then(|k| self.clients.get_mut(&k).map(|e| (k, e)))
+        else {
             // §16.7 step 1: a stateful proxy has no business with a response
             // that matches nothing of its own; dropping it also stops
             // reflection (RFC 4475 bcast).
@@ -1205,13 +1337,16 @@ impl Proxy {
                         return;
                     }
                     // §16.7 step 2: a provisional response resets Timer C.
+                    // The heap keeps the earlier deadline; when it fires,
+                    // fire_timer_c re-queues the later one.
                     if ctx.timer_c.is_some() {
-                        let at = now + self.config.timer_c;
-                        ctx.timer_c = Some(at);
-                        self.timers.push(Reverse((at, TimerRef::TimerC(ctx_id))));
+                        ctx.timer_c = Some(now + self.config.timer_c);
                     }
                     let server = ctx.server.clone();
                     if let Some(resp) = upstream {
+                        // Held by the server transaction until the final
+                        // response: stored at its exact size.
+                        let resp = Wire::bytes(Bytes::copy_from_slice(&resp.into_bytes()));
                         self.respond_message(now, &server, status, resp);
                     }
                 }
@@ -1225,7 +1360,7 @@ impl Proxy {
                 ctx.phase = Phase::Done;
                 ctx.timer_c = None;
                 let server = ctx.server.clone();
-                let call_id = ctx.request.call_id().to_owned();
+                let call_id = ctx.call_id().to_owned();
                 let attempts = ctx.attempts;
                 if let Some(resp) = upstream {
                     self.respond_message(now, &server, status, resp);
@@ -1290,7 +1425,7 @@ impl Proxy {
                 } else if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
                     ctx.phase = Phase::Done;
                     let server = ctx.server.clone();
-                    let call_id = ctx.request.call_id().to_owned();
+                    let call_id = ctx.call_id().to_owned();
                     let attempts = ctx.attempts;
                     self.respond_message(now, &server, status, resp);
                     self.events.push_back(Event::CallFinal {
@@ -1335,14 +1470,13 @@ impl Proxy {
         ctx.phase = Phase::Done;
         ctx.timer_c = None;
         let server = ctx.server.clone();
-        let call_id = ctx.request.call_id().to_owned();
+        let call_id = ctx.call_id().to_owned();
         let attempts = ctx.attempts;
-        let is_invite = ctx.request.method() == Some(&Method::Invite);
-        let Some(entry) = self.servers.get(&server) else {
+        let is_invite = ctx.method == Method::Invite;
+        let Some(original) = self.servers.get(&server).and_then(|e| e.request.message()) else {
             return;
         };
-        let original = entry.request.clone();
-        let to_tag = ctx.to_tag.clone();
+        let to_tag = self.local_tag(&original);
         let mut all = headers.to_vec();
         let server_header = self.config.server_header.clone();
         all.push((HeaderName::Server, &server_header));
@@ -1428,8 +1562,17 @@ impl Proxy {
         let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
             return;
         };
-        if ctx.timer_c != Some(at) || ctx.phase != Phase::Forwarding {
+        if ctx.phase != Phase::Forwarding {
             return;
+        }
+        match ctx.timer_c {
+            Some(due) if due == at => {}
+            Some(later) if later > at => {
+                // Reset by a provisional response since this was queued.
+                self.timers.push(Reverse((later, TimerRef::TimerC(ctx_id))));
+                return;
+            }
+            _ => return,
         }
         ctx.timer_c = None;
         let Some(active) = ctx.active.clone() else {
@@ -1468,7 +1611,7 @@ impl Proxy {
                 local: Some(entry.flow.local),
                 conn: entry.flow.conn,
                 server_name: None,
-                bytes: resp.bytes,
+                bytes: resp.into_bytes(),
                 token: None,
             });
         }
@@ -1511,21 +1654,18 @@ impl Proxy {
             && entry.armed != Some(at)
         {
             entry.armed = Some(at);
-            if let Some(id) = self.server_id_of.get(key) {
-                self.timers.push(Reverse((at, TimerRef::Server(*id))));
-            }
+            self.timers
+                .push(Reverse((at, TimerRef::Server(key.clone()))));
         }
         let _ = now;
     }
 
     /// Drains a client transaction's outputs and events.
     fn drive_client(&mut self, now: Instant, key: &ClientKey) {
-        let Some(id) = self.client_id_of.get(key).copied() else {
-            return;
-        };
         let Some(entry) = self.clients.get_mut(key) else {
             return;
         };
+        let id = entry.id;
         loop {
             let out = match &mut entry.txn {
                 ClientTxn::Invite(t) => t.poll_transmit(),
@@ -1537,8 +1677,8 @@ impl Proxy {
                 remote: entry.target.remote,
                 local: None,
                 conn: None,
-                server_name: entry.target.server_name.clone(),
-                bytes: req.bytes,
+                server_name: entry.target.server_name.as_deref().map(str::to_owned),
+                bytes: req.into_bytes(),
                 token: Some(TransmitToken(id)),
             });
         }
@@ -1561,7 +1701,8 @@ impl Proxy {
             && entry.armed != Some(at)
         {
             entry.armed = Some(at);
-            self.timers.push(Reverse((at, TimerRef::Client(id))));
+            self.timers
+                .push(Reverse((at, TimerRef::Client(key.clone()))));
         }
         let mut terminated = false;
         for ev in events {
@@ -1614,19 +1755,14 @@ impl Proxy {
 
     fn remove_server(&mut self, key: &ServerKey) {
         self.servers.remove(key);
-        if let Some(id) = self.server_id_of.remove(key) {
-            self.server_ids.remove(&id);
-        }
     }
 
     fn remove_client(&mut self, key: &ClientKey) {
-        if let Some(entry) = self.clients.remove(key)
-            && let Some(ctx) = entry.ctx.and_then(|c| self.contexts.get_mut(&c))
-        {
-            ctx.branches = ctx.branches.saturating_sub(1);
-        }
-        if let Some(id) = self.client_id_of.remove(key) {
-            self.client_ids.remove(&id);
+        if let Some(entry) = self.clients.remove(key) {
+            self.client_ids.remove(&entry.id);
+            if let Some(ctx) = entry.ctx.and_then(|c| self.contexts.get_mut(&c)) {
+                ctx.branches = ctx.branches.saturating_sub(1);
+            }
         }
     }
 
@@ -1653,8 +1789,27 @@ fn reliability(transport: Transport) -> Reliability {
 }
 
 /// The request of a context, for hiding bookkeeping.
-fn req_for_hiding(contexts: &HashMap<u64, Context>, ctx_id: u64) -> Option<Message> {
-    contexts.get(&ctx_id).map(|c| c.request.clone())
+fn req_for_hiding(contexts: &Map<u64, Context>, ctx_id: u64) -> Option<Message> {
+    contexts.get(&ctx_id).and_then(|c| c.request.message())
+}
+
+impl Held {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Self::Parsed(m) => m.as_bytes(),
+            Self::Raw(b) => b,
+        }
+    }
+}
+
+impl Context {
+    fn call_id(&self) -> &str {
+        let bytes = self.request.as_bytes();
+        bytes
+            .get(self.call_id.clone())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// RFC 3261 §18.2.2 (with RFC 3581 rport): where responses to `req` go.
