@@ -806,3 +806,102 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn ipv4_check_matches_std_parser() {
+    let mut cases: Vec<String> = [
+        "",
+        ".",
+        "1.2.3.4",
+        "0.0.0.0",
+        "255.255.255.255",
+        "256.1.1.1",
+        "1.2.3",
+        "1.2.3.4.",
+        ".1.2.3.4",
+        "1..2.3",
+        "01.2.3.4",
+        "1.02.3.4",
+        "1.2.3.04",
+        "1.2.3.0",
+        "1.2.3.4.5",
+        "1234.1.1.1",
+        "001.1.1.1",
+        "1.2.3.a",
+        "a.b.c.d",
+        "1.2.3.4a",
+        "10.20.30.40",
+        "1.2.3.-4",
+        "1.2.3.+4",
+        "0.0.0.00",
+        "1.2.3.255",
+        "1.2.3.2555",
+        "99.999.9.9",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Every short string over digits and dots.
+    let alphabet = ['0', '1', '2', '5', '9', '.'];
+    let mut frontier = vec![String::new()];
+    for _ in 0..7 {
+        let mut next = Vec::new();
+        for p in &frontier {
+            for c in alphabet {
+                next.push(format!("{p}{c}"));
+            }
+        }
+        cases.extend(next.iter().cloned());
+        frontier = next;
+    }
+    for c in &cases {
+        assert_eq!(
+            uri::is_ipv4(c.as_bytes()),
+            c.parse::<std::net::Ipv4Addr>().is_ok(),
+            "{c:?}"
+        );
+    }
+}
+
+#[test]
+fn hostname_scan_agrees_with_host_validation() {
+    let alphabet = ['a', 'B', '1', '0', '-', '.'];
+    let mut frontier = vec![String::new()];
+    for _ in 0..6 {
+        let mut next = Vec::new();
+        for p in &frontier {
+            for c in alphabet {
+                next.push(format!("{p}{c}"));
+            }
+        }
+        for h in &next {
+            let scanned = uri::scan_hostname(h, 0) == Some(h.len());
+            assert_eq!(scanned, Host::is_valid(h), "{h:?}");
+            // Inside a URI the same.
+            assert_eq!(
+                Uri::validate(&format!("sip:{h}")).is_ok(),
+                Host::is_valid(h),
+                "{h:?}"
+            );
+        }
+        frontier = next;
+    }
+    for h in [
+        "a.b.c.d.e.",
+        "10.20.30.40",
+        "1.2.3.4.",
+        "x1.2.3.4",
+        "1.2.3.x",
+        "a-b.c-d",
+    ] {
+        assert_eq!(
+            uri::scan_hostname(h, 0) == Some(h.len()),
+            Host::is_valid(h),
+            "{h:?}"
+        );
+    }
+    assert!(Uri::validate("SIPS:a@b").is_ok());
+    assert!(Uri::validate("sIp:a@b").is_ok());
+    assert!(Uri::validate("sipx:a@b").is_ok());
+    assert!(Uri::validate("sip").is_err());
+}

@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use super::lex::{HNV, HOST, PARAM, PASSWORD, USER, all, eq_ic, escapes_ok, is, unescape};
+use super::lex::{HNV, PARAM, PASSWORD, USER, all, eq_ic, escapes_ok, is, unescape};
 use crate::error::ParseError;
 
 /// `sip` or `sips`.
@@ -322,6 +322,124 @@ pub(crate) struct SipParts<'a> {
     pub(crate) headers: Option<&'a str>,
 }
 
+/// Kinds of host characters, looked up in [`HOST_KIND`] (0: not a host character).
+const H_ALPHA: u8 = 1;
+const H_DIGIT: u8 = 2;
+const H_DASH: u8 = 4;
+const H_DOT: u8 = 8;
+const H_ALNUM: u8 = H_ALPHA | H_DIGIT;
+
+const fn build_host_kind() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_alphabetic() {
+            H_ALPHA
+        } else if b.is_ascii_digit() {
+            H_DIGIT
+        } else if b == b'-' {
+            H_DASH
+        } else if b == b'.' {
+            H_DOT
+        } else {
+            0
+        };
+        c += 1;
+    }
+    t
+}
+
+static HOST_KIND: [u8; 256] = build_host_kind();
+
+#[inline]
+fn host_kind(b: &[u8], i: usize) -> u8 {
+    b.get(i).map_or(0, |c| HOST_KIND[*c as usize])
+}
+
+/// Skips the characters of class `mask` from `i`.
+#[inline]
+fn skip_class(b: &[u8], mut i: usize, mask: u8) -> usize {
+    while i < b.len() && is(b[i], mask) {
+        i += 1;
+    }
+    i
+}
+
+/// Scans `hostname / IPv4address` from `hs` and returns where it ends, or
+/// `None` when the text there is neither.
+///
+/// Label by label: a label starts with alphanum, holds alphanum and `-`
+/// and does not end with `-`; labels are separated by single dots and one
+/// trailing dot is allowed. When only digits and dots were seen the text
+/// must be an IPv4 address; otherwise the top label must start with a
+/// letter and the name be at most 256 octets.
+pub(crate) fn scan_hostname(s: &str, hs: usize) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = hs;
+    let mut top = 0u8;
+    let mut ok = true;
+    loop {
+        let k = host_kind(b, i);
+        if k & H_ALNUM == 0 {
+            // An empty label: the end after a trailing dot, or a fault
+            // ("", ".", "..", ".-", leading "-").
+            ok &= i > hs && k & (H_DOT | H_DASH) == 0;
+            break;
+        }
+        top = k;
+        let rest = &b[i..];
+        i += rest
+            .iter()
+            .position(|c| HOST_KIND[*c as usize] & (H_ALNUM | H_DASH) == 0)
+            .unwrap_or(rest.len());
+        if b[i - 1] == b'-' {
+            ok = false;
+            break;
+        }
+        if b.get(i) != Some(&b'.') {
+            break;
+        }
+        i += 1;
+    }
+    match top {
+        // A name: its top label starts with a letter.
+        H_ALPHA => (ok && i - hs <= 256).then_some(i),
+        // Only an IPv4 address may have a top label starting with a digit
+        // (a name with a letter elsewhere is refused there too).
+        H_DIGIT => (ok && is_ipv4(&b[hs..i])).then_some(i),
+        _ => None,
+    }
+}
+
+/// Whether `b` is an IPv4 address as [`Ipv4Addr`]'s parser accepts it:
+/// four decimal octets of one to three digits, at most 255, without leading
+/// zeros, separated by dots (no allocation, no parser state).
+pub(crate) fn is_ipv4(b: &[u8]) -> bool {
+    let mut parts = 0;
+    let mut i = 0;
+    loop {
+        let st = i;
+        let mut v = 0u32;
+        while i < b.len() && i - st < 4 && b[i].is_ascii_digit() {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let len = i - st;
+        if len == 0 || len > 3 || v > 255 || (len > 1 && b[st] == b'0') {
+            return false;
+        }
+        parts += 1;
+        if parts == 4 {
+            return i == b.len();
+        }
+        if b.get(i) != Some(&b'.') {
+            return false;
+        }
+        i += 1;
+    }
+}
+
 /// Validates the part after `sip:` without allocating, in one pass over
 /// each component with table lookups.
 pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
@@ -329,93 +447,37 @@ pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
     let n = b.len();
     let bad = ParseError::BadUri;
 
-    // userinfo: user-unreserved characters (and ':') up to '@'.
-    let mut i = 0;
-    let mut colon = None;
-    let mut escaped = false;
-    // Most URIs without '@' have no userinfo: skip the scan.
-    let at = memchr::memchr(b'@', b).unwrap_or(0);
-    while i < at {
-        let c = b[i];
-        if c == b':' {
-            colon.get_or_insert(i);
-        } else if !is(c, USER) {
-            break;
-        }
-        escaped |= c == b'%';
-        i += 1;
-    }
-    let (user, password, mut i) = if i < n && b[i] == b'@' {
-        let user_end = colon.unwrap_or(i);
-        if user_end == 0 {
-            return Err(bad);
-        }
-        let password = match colon {
-            Some(c) => {
-                if !all(&b[c + 1..i], PASSWORD) {
+    // userinfo: user characters, then optionally ':' and password
+    // characters, up to the first '@'. When there is an '@' it must end a
+    // valid userinfo: no later component may hold an '@'.
+    let (user, password, mut i) = match memchr::memchr(b'@', b) {
+        Some(at) => {
+            let user_end = skip_class(&b[..at], 0, USER);
+            if user_end == 0 {
+                return Err(bad);
+            }
+            let password = if user_end < at {
+                if b[user_end] != b':' || !all(&b[user_end + 1..at], PASSWORD) {
                     return Err(bad);
                 }
-                Some(&s[c + 1..i])
-            }
-            None => None,
-        };
-        if escaped && !escapes_ok(&b[..i]) {
-            return Err(bad);
+                Some(&s[user_end + 1..at])
+            } else {
+                None
+            };
+            (Some(&s[..user_end]), password, at + 1)
         }
-        (Some(&s[..user_end]), password, i + 1)
-    } else {
-        (None, None, 0)
+        None => (None, None, 0),
     };
 
     // host
     let hs = i;
     if b.get(i) == Some(&b'[') {
-        while i < n && b[i] != b']' {
-            i += 1;
-        }
-        if i == n {
-            return Err(bad);
-        }
-        i += 1;
+        i += memchr::memchr(b']', &b[i..]).ok_or(ParseError::BadUri)? + 1;
         s[hs + 1..i - 1]
             .parse::<Ipv6Addr>()
             .map_err(|_| ParseError::BadUri)?;
     } else {
-        // hostname = *( domainlabel "." ) toplabel [ "." ], or IPv4address;
-        // label rules checked on the way.
-        let mut dotted_digits = true;
-        let mut prev = b'.';
-        let mut label_ok = true;
-        let mut top_alpha = false;
-        while i < n && is(b[i], HOST) {
-            let c = b[i];
-            match c {
-                b'.' => label_ok &= prev != b'.' && prev != b'-',
-                b'-' => {
-                    label_ok &= prev != b'.';
-                    dotted_digits = false;
-                }
-                _ => {
-                    if prev == b'.' {
-                        top_alpha = c.is_ascii_alphabetic();
-                    }
-                    dotted_digits &= c.is_ascii_digit();
-                }
-            }
-            prev = c;
-            i += 1;
-        }
-        let host = &s[hs..i];
-        let ok = if dotted_digits {
-            host.parse::<Ipv4Addr>().is_ok()
-        } else {
-            // One trailing dot is fine ("a..", "." and ".a" fail label_ok);
-            // top_alpha is then still the top label's first character.
-            label_ok && prev != b'-' && top_alpha && i - hs <= 256
-        };
-        if !ok {
-            return Err(bad);
-        }
+        i = scan_hostname(s, hs).ok_or(ParseError::BadUri)?;
     }
     let host = &s[hs..i];
 
@@ -432,31 +494,19 @@ pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
 
     // uri-parameters: ";" pname [ "=" pvalue ], both 1*paramchar.
     let params_start = i;
-    let mut escaped = false;
     while b.get(i) == Some(&b';') {
-        i += 1;
-        let ns = i;
-        while i < n && is(b[i], PARAM) {
-            escaped |= b[i] == b'%';
-            i += 1;
-        }
+        let ns = i + 1;
+        i = skip_class(b, ns, PARAM);
         if i == ns {
             return Err(bad);
         }
         if b.get(i) == Some(&b'=') {
-            i += 1;
-            let vs = i;
-            while i < n && is(b[i], PARAM) {
-                escaped |= b[i] == b'%';
-                i += 1;
-            }
+            let vs = i + 1;
+            i = skip_class(b, vs, PARAM);
             if i == vs {
                 return Err(bad);
             }
         }
-    }
-    if escaped && !escapes_ok(&b[params_start..i]) {
-        return Err(bad);
     }
     let params = &s[params_start..i];
 
@@ -465,28 +515,22 @@ pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
     if b.get(i) == Some(&b'?') {
         let hs = i + 1;
         loop {
-            i += 1;
-            let ns = i;
-            while i < n && is(b[i], HNV) {
-                i += 1;
-            }
+            let ns = i + 1;
+            i = skip_class(b, ns, HNV);
             if i == ns || b.get(i) != Some(&b'=') {
                 return Err(bad);
             }
-            i += 1;
-            while i < n && is(b[i], HNV) {
-                i += 1;
-            }
+            i = skip_class(b, i + 1, HNV);
             if b.get(i) != Some(&b'&') {
                 break;
             }
         }
-        if !escapes_ok(&b[hs..i]) {
-            return Err(bad);
-        }
         headers = Some(&s[hs..i]);
     }
-    if i != n {
+    // '%' may only appear in userinfo, parameters and headers; each must
+    // start an escape (the octet after each component is a delimiter, never
+    // a hex digit, so checking the whole text is the same as checking each).
+    if i != n || !escapes_ok(b) {
         return Err(bad);
     }
     Ok(SipParts {
@@ -499,8 +543,29 @@ pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
     })
 }
 
+/// The part after `sip:` or `sips:` (scheme in any case), found without a
+/// search for the colon.
+#[inline]
+fn strip_sip_scheme(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    if b.len() < 4 || !b[..3].eq_ignore_ascii_case(b"sip") {
+        return None;
+    }
+    match b[3] {
+        b':' => s.get(4..),
+        b's' | b'S' if b.get(4) == Some(&b':') => s.get(5..),
+        _ => None,
+    }
+}
+
 /// Validates a Request-URI: any URI, but a SIP URI without headers.
 pub(crate) fn validate_request_uri(s: &str) -> Result<(), ParseError> {
+    if let Some(rest) = strip_sip_scheme(s) {
+        return match scan_sip(rest)?.headers {
+            Some(_) => Err(ParseError::BadUri),
+            None => Ok(()),
+        };
+    }
     let colon = memchr::memchr(b':', s.as_bytes()).ok_or(ParseError::BadUri)?;
     let scheme = &s[..colon];
     if eq_ic(scheme, "sip") || eq_ic(scheme, "sips") {
@@ -523,10 +588,11 @@ fn validate_host(s: &str) -> Result<(), ParseError> {
             .map_err(|_| ParseError::BadUri);
     }
     if s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return s
-            .parse::<Ipv4Addr>()
-            .map(|_| ())
-            .map_err(|_| ParseError::BadUri);
+        return if is_ipv4(s.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ParseError::BadUri)
+        };
     }
     if is_hostname(s) {
         Ok(())
@@ -536,10 +602,18 @@ fn validate_host(s: &str) -> Result<(), ParseError> {
 }
 
 pub(crate) fn parse_port(s: &str) -> Option<u16> {
-    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 5 {
         return None;
     }
-    s.parse().ok()
+    let mut v = 0u32;
+    for c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    u16::try_from(v).ok()
 }
 
 impl fmt::Display for SipUri {
@@ -716,6 +790,9 @@ impl Uri {
 
     /// Checks that `s` is a URI [`Uri::parse`] accepts, without building it.
     pub fn validate(s: &str) -> Result<(), ParseError> {
+        if let Some(rest) = strip_sip_scheme(s) {
+            return scan_sip(rest).map(|_| ());
+        }
         let colon = memchr::memchr(b':', s.as_bytes()).ok_or(ParseError::BadUri)?;
         let scheme = &s[..colon];
         if eq_ic(scheme, "sip") || eq_ic(scheme, "sips") {

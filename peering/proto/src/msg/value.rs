@@ -3,10 +3,24 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::lex::{is_lws, is_token, is_token_str, skip_lws, skip_quoted, skip_token, trim_lws};
+use super::lex::{
+    CLASS, LWS, TOKEN, is_lws, is_token_str, skip_lws, skip_quoted, skip_token, trim_lws,
+};
 use super::method::Method;
-use super::uri::{Host, Params, Uri, find_param, parse_port, write_params};
+use super::uri::{Host, Params, Uri, find_param, parse_port, scan_hostname, write_params};
 use crate::error::ParseError;
+
+/// Characters of an unquoted `gen-value` (token or host: token characters,
+/// `:`, `[` and `]`).
+static GEN_VALUE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = CLASS[c] & TOKEN != 0 || matches!(c as u8, b':' | b'[' | b']');
+        c += 1;
+    }
+    t
+};
 
 /// Parses `*( SEMI generic-param )` starting at `i` (LWS allowed around `;`
 /// and `=`), up to the end of `s`.
@@ -57,11 +71,11 @@ pub(crate) fn scan_params<'a>(
                     None => return false,
                 }
             } else {
-                let mut e = vs;
-                while e < b.len() && (is_token(b[e]) || matches!(b[e], b':' | b'[' | b']')) {
-                    e += 1;
-                }
-                e
+                let rest = &b[vs..];
+                vs + rest
+                    .iter()
+                    .position(|c| !GEN_VALUE[*c as usize])
+                    .unwrap_or(rest.len())
             };
             if ve == vs {
                 return false;
@@ -144,7 +158,7 @@ pub(crate) fn scan_name_addr(s: &str) -> Option<AddrParts<'_>> {
     } else {
         // *(token LWS) followed by '<', or an addr-spec.
         let mut i = 0;
-        while i < b.len() && (is_token(b[i]) || is_lws(b[i])) {
+        while i < b.len() && CLASS[b[i] as usize] & (TOKEN | LWS) != 0 {
             i += 1;
         }
         if b.get(i) == Some(&b'<') {
@@ -338,19 +352,23 @@ pub(crate) fn scan_via(s: &str) -> Option<ViaParts<'_>> {
     if hs == i {
         return None;
     }
-    let he = if b.get(hs) == Some(&b'[') {
-        hs + memchr::memchr(b']', &b[hs..])? + 1
-    } else {
-        let mut e = hs;
-        while e < b.len() && (b[e].is_ascii_alphanumeric() || b[e] == b'-' || b[e] == b'.') {
-            e += 1;
+    let (host, he) = if b.get(hs) == Some(&b'[') {
+        let he = hs + memchr::memchr(b']', &b[hs..])? + 1;
+        let host = &s[hs..he];
+        if !Host::is_valid(host) {
+            return None;
         }
-        e
+        (host, he)
+    } else {
+        // What `Host::is_valid` accepts: a name of at most 255 octets
+        // besides one trailing dot, or an IPv4 address.
+        let he = scan_hostname(s, hs)?;
+        let host = &s[hs..he];
+        if host.len() - usize::from(host.ends_with('.')) > 255 {
+            return None;
+        }
+        (host, he)
     };
-    let host = &s[hs..he];
-    if !Host::is_valid(host) {
-        return None;
-    }
     let mut i = he;
     let mut port = None;
     let j = skip_lws(b, i);
@@ -450,17 +468,13 @@ impl CSeq {
             return Err(ParseError::BadHeaderValue { name: "CSeq" });
         }
         let digits = s[..de].trim_start_matches('0');
-        let seq = if digits.is_empty() {
-            0
-        } else if digits.len() > 10 {
+        if digits.len() > 10 {
             return Err(ParseError::ValueOutOfRange { name: "CSeq" });
-        } else {
-            digits
-                .parse::<u64>()
-                .ok()
-                .and_then(|v| u32::try_from(v).ok())
-                .ok_or(ParseError::ValueOutOfRange { name: "CSeq" })?
-        };
+        }
+        let seq = digits
+            .bytes()
+            .fold(0u64, |a, c| a * 10 + u64::from(c - b'0'));
+        let seq = u32::try_from(seq).map_err(|_| ParseError::ValueOutOfRange { name: "CSeq" })?;
         let method = s[ms..]
             .parse()
             .map_err(|_| ParseError::BadHeaderValue { name: "CSeq" })?;
