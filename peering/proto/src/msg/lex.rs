@@ -123,7 +123,17 @@ pub(crate) fn skip_token(s: &[u8], mut i: usize) -> usize {
 
 /// Trims LWS on both ends.
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+    let b = s.as_bytes();
+    let mut a = 0;
+    let mut e = b.len();
+    while a < e && is_lws(b[a]) {
+        a += 1;
+    }
+    while e > a && is_lws(b[e - 1]) {
+        e -= 1;
+    }
+    // Both ends sit next to ASCII octets, so on character boundaries.
+    s.get(a..e).unwrap_or_default()
 }
 
 /// `s[i]` is `"`: returns the index just past the closing quote of the
@@ -205,6 +215,8 @@ pub(crate) fn split_list(s: &str) -> ListIter<'_> {
         s: s.as_bytes(),
         pos: 0,
         done: false,
+        // Without any comma there is exactly one element, the whole value.
+        single: memchr::memchr(b',', s.as_bytes()).is_none(),
     }
 }
 
@@ -213,6 +225,7 @@ pub(crate) struct ListIter<'a> {
     s: &'a [u8],
     pos: usize,
     done: bool,
+    single: bool,
 }
 
 impl Iterator for ListIter<'_> {
@@ -224,9 +237,32 @@ impl Iterator for ListIter<'_> {
         }
         let s = self.s;
         let start = self.pos;
+        let end = if self.single {
+            self.done = true;
+            s.len()
+        } else {
+            self.split_at_comma(start)
+        };
+        let mut a = start;
+        let mut b = end;
+        while a < b && is_lws(s[a]) {
+            a += 1;
+        }
+        while b > a && is_lws(s[b - 1]) {
+            b -= 1;
+        }
+        Some((a, b))
+    }
+}
+
+impl ListIter<'_> {
+    /// Finds the end of the element starting at `start`: the next top-level
+    /// comma (then `pos` moves past it) or the end of the value.
+    fn split_at_comma(&mut self, start: usize) -> usize {
+        let s = self.s;
         let mut i = start;
         let mut in_angle = false;
-        let end = loop {
+        loop {
             // Inside <...> only '>' matters (a URI holds no quote or comma
             // that ends the value); outside, '"', '<' and ','.
             let next = if in_angle {
@@ -258,16 +294,7 @@ impl Iterator for ListIter<'_> {
                 }
                 _ => i += 1,
             }
-        };
-        let mut a = start;
-        let mut b = end;
-        while a < b && is_lws(s[a]) {
-            a += 1;
         }
-        while b > a && is_lws(s[b - 1]) {
-            b -= 1;
-        }
-        Some((a, b))
     }
 }
 

@@ -113,6 +113,9 @@ fn utf8(b: &[u8]) -> &str {
 
 /// Checks `SIP/x.y`: Ok for 2.0, 505 for another well-formed version.
 fn check_version(v: &str) -> Result<(), ParseError> {
+    if v == "SIP/2.0" {
+        return Ok(());
+    }
     let b = v.as_bytes();
     if b.len() < 7 || !b[..4].eq_ignore_ascii_case(b"SIP/") {
         return Err(ParseError::BadVersion);
@@ -146,7 +149,8 @@ pub(crate) fn parse_content_length(v: &str) -> Result<usize, ParseError> {
             name: "Content-Length",
         });
     }
-    Ok(d.parse().unwrap_or(0))
+    let n = d.bytes().fold(0u64, |a, c| a * 10 + u64::from(c - b'0'));
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// `rfc1123-date = wkday "," SP date1 SP time SP "GMT"` (RFC 3261 §20.17).
@@ -254,12 +258,30 @@ impl Message {
             });
             Ok(())
         };
+        // A CR not followed by LF is reported after the header section (as
+        // the count of CRs against LFs did), so that a bad line before it
+        // keeps its own error.
+        let mut bare_cr = false;
         let head_end = loop {
             line_no += 1;
-            let lf = pos + memchr::memchr(b'\n', &b[pos..]).ok_or(ParseError::Unterminated)?;
-            if lf == pos || b[lf - 1] != b'\r' {
-                return Err(ParseError::BareLineBreak);
-            }
+            // The line ends at the first CRLF; an LF without CR before it is
+            // an error at once.
+            let mut i = pos;
+            let lf = loop {
+                let j =
+                    i + memchr::memchr2(b'\r', b'\n', &b[i..]).ok_or(ParseError::Unterminated)?;
+                if b[j] == b'\n' {
+                    return Err(ParseError::BareLineBreak);
+                }
+                match b.get(j + 1) {
+                    Some(b'\n') => break j + 1,
+                    Some(_) => {
+                        bare_cr = true;
+                        i = j + 1;
+                    }
+                    None => return Err(ParseError::Unterminated),
+                }
+            };
             let le = lf - 1;
             if le == pos {
                 break pos;
@@ -273,11 +295,13 @@ impl Message {
                 if let Some(c) = cur.take() {
                     finish(c, &mut fields)?;
                 }
-                let mut i = pos;
-                while i < le && is_token(b[i]) {
-                    i += 1;
-                }
-                let ne = i;
+                let line = &b[pos..le];
+                let ne = pos
+                    + line
+                        .iter()
+                        .position(|c| !is_token(*c))
+                        .unwrap_or(line.len());
+                let mut i = ne;
                 while i < le && matches!(b[i], b' ' | b'\t') {
                     i += 1;
                 }
@@ -293,8 +317,7 @@ impl Message {
         }
         let body_start = head_end + 2;
         let head = std::str::from_utf8(&b[..head_end]).map_err(|_| ParseError::NotUtf8)?;
-        let hb = head.as_bytes();
-        if memchr::memchr_iter(b'\r', hb).count() != memchr::memchr_iter(b'\n', hb).count() {
+        if bare_cr {
             return Err(ParseError::BareLineBreak);
         }
 
@@ -319,7 +342,7 @@ impl Message {
 
         // Via: every value must parse; the first is kept.
         let mut top_via_range = None;
-        for f in fields.iter().filter(|f| f.name == HeaderName::Via) {
+        for f in fields.iter().filter(|f| matches!(f.name, HeaderName::Via)) {
             let v = &head[f.value.clone()];
             for (a, e) in split_list(v) {
                 scan_via(&v[a..e]).ok_or(ParseError::BadVia)?;
