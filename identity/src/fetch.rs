@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use crate::error::{Error, FetchProblem, InfoProblem, Result};
 use crate::rfc4474::Rfc4474Verifier;
 use crate::rfc8224::StirVerifier;
+use crate::sti::{ChainDigest, chain_digest};
 use crate::verify::{RequestView, Standard, VerificationResult};
 
 /// A fetched certificate chain, end-entity first.
@@ -162,6 +163,8 @@ impl CertUrl {
 #[derive(Debug)]
 struct Entry {
     chain: Chain,
+    /// [`chain_digest`] of `chain`, computed once when it was fetched.
+    digest: ChainDigest,
     expires: Instant,
 }
 
@@ -224,11 +227,17 @@ impl CertFetcher {
 
     /// The chain for `url`, from the cache, the repository or the network.
     pub async fn fetch(&self, url: &str) -> Result<Chain> {
+        self.fetch_with_digest(url).await.map(|(chain, _)| chain)
+    }
+
+    /// [`CertFetcher::fetch`] with the chain's [`chain_digest`], which the
+    /// verifiers use to find the chain among those already verified.
+    pub(crate) async fn fetch_with_digest(&self, url: &str) -> Result<(Chain, ChainDigest)> {
         let now = Instant::now();
         if let Some(entry) = self.cache.lock().get(url)
             && entry.expires > now
         {
-            return Ok(entry.chain.clone());
+            return Ok((entry.chain.clone(), entry.digest));
         }
         let parsed = CertUrl::parse(url)?;
         let body = self.fetch_body(url, &parsed).await?;
@@ -236,12 +245,13 @@ impl CertFetcher {
             url: url.to_owned(),
             reason: FetchProblem::NoCertificate,
         })?;
+        let digest = chain_digest(&chain);
         let chain: Chain = Arc::new(chain);
-        self.store(url, chain.clone(), now);
-        Ok(chain)
+        self.store(url, chain.clone(), digest, now);
+        Ok((chain, digest))
     }
 
-    fn store(&self, url: &str, chain: Chain, now: Instant) {
+    fn store(&self, url: &str, chain: Chain, digest: ChainDigest, now: Instant) {
         let mut cache = self.cache.lock();
         if cache.len() >= self.config.cache_capacity {
             cache.retain(|_, e| e.expires > now);
@@ -260,6 +270,7 @@ impl CertFetcher {
             url.to_owned(),
             Entry {
                 chain,
+                digest,
                 expires: now + self.config.cache_ttl,
             },
         );
@@ -502,8 +513,8 @@ pub async fn verify_stir(
     now: u64,
 ) -> VerificationResult {
     let outcome = match verifier.prepare(identity, req, now) {
-        Ok(pending) => match fetcher.fetch(pending.cert_url()).await {
-            Ok(chain) => verifier.verify(&pending, &chain, req, now),
+        Ok(pending) => match fetcher.fetch_with_digest(pending.cert_url()).await {
+            Ok((chain, digest)) => verifier.verify_fetched(&pending, &chain, &digest, req, now),
             Err(e) => Err(e),
         },
         Err(e) => Err(e),

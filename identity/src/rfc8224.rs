@@ -26,7 +26,7 @@ use crate::error::{CertProblem, Error, Result};
 use crate::passport::{Attestation, Claims, ES256, PPT_SHAKEN, Passport, Signer};
 use crate::replay::ReplayCache;
 use crate::sip::{Party, split_params};
-use crate::sti::CertTrust;
+use crate::sti::{CertTrust, ChainDigest, chain_digest};
 use crate::verify::{RequestView, Standard, VerificationResult, Verified, check_fresh};
 
 /// Default `iat` freshness window, seconds (RFC 8224 section 6.2.2).
@@ -246,8 +246,22 @@ impl StirVerifier {
         req: &RequestView<'_>,
         now: u64,
     ) -> Result<Verified> {
+        self.verify_fetched(pending, chain, &chain_digest(chain), req, now)
+    }
+
+    /// [`StirVerifier::verify`] with the chain's digest computed when it was
+    /// fetched (see [`crate::fetch::CertFetcher`]), so that a chain verified
+    /// before is found without hashing it again.
+    pub(crate) fn verify_fetched(
+        &self,
+        pending: &Pending,
+        chain: &[CertificateDer<'_>],
+        digest: &ChainDigest,
+        req: &RequestView<'_>,
+        now: u64,
+    ) -> Result<Verified> {
         let passport = &pending.passport;
-        let cert = self.trust.verify(chain, now)?;
+        let cert = self.trust.verify_shared(chain, digest, now)?;
         if !cert.is_p256 {
             return Err(CertProblem::UnsupportedKey.into());
         }
@@ -281,7 +295,7 @@ impl StirVerifier {
             origid: claims.origid.clone(),
             signed_at: claims.iat,
             spc: cert.spcs().into_iter().map(str::to_owned).collect(),
-            signer: cert.subject,
+            signer: cert.subject.clone(),
         })
     }
 

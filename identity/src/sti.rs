@@ -23,10 +23,11 @@ const OID_P256: &str = "1.2.840.10045.3.1.7";
 /// Trust anchors (and CRLs) for signing certificates: the STI-CAs for
 /// RFC 8224, or the CAs trusted for RFC 4474 `Identity-Info`.
 ///
-/// Chains that verified are remembered (keyed by a SHA-256 over the chain)
-/// for [`VERIFIED_TTL`] seconds, never past the end-entity's `notAfter`, so
-/// that the same signer's calls skip path building. Changing anchors or
-/// CRLs clears the memory.
+/// Chains that verified are remembered (keyed by a SHA-256 over the chain,
+/// [`chain_digest`]) for [`VERIFIED_TTL`] seconds, never past the
+/// end-entity's `notAfter`, so that the same signer's calls skip path
+/// building. Changing anchors or CRLs starts a fresh memory (clones made
+/// before keep theirs, which matches their anchors and CRLs).
 #[derive(Debug, Default, Clone)]
 pub struct CertTrust {
     anchors: Vec<TrustAnchor<'static>>,
@@ -35,7 +36,23 @@ pub struct CertTrust {
 }
 
 /// Verified chains by chain hash: what they yielded and until when.
-type VerifiedChains = HashMap<[u8; 32], (SigningCert, u64)>;
+type VerifiedChains = HashMap<ChainDigest, (Arc<SigningCert>, u64)>;
+
+/// The key of a verified chain: SHA-256 over each certificate's length and DER.
+pub type ChainDigest = [u8; 32];
+
+/// The [`ChainDigest`] of `chain`. The fetcher computes it once per fetched
+/// chain, so that a cached chain is recognised without hashing it per call.
+pub fn chain_digest(chain: &[CertificateDer<'_>]) -> ChainDigest {
+    let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+    for cert in chain {
+        hasher.update(&(cert.len() as u64).to_be_bytes());
+        hasher.update(cert);
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(hasher.finish().as_ref());
+    key
+}
 
 /// How long a verified chain is reused without checking it again, seconds.
 pub const VERIFIED_TTL: u64 = 300;
@@ -111,7 +128,7 @@ impl CertTrust {
             .map_err(|_| Error::from(CertProblem::Malformed))?
             .to_owned();
         self.anchors.push(anchor);
-        self.verified.lock().clear();
+        self.forget_verified();
         Ok(())
     }
 
@@ -129,7 +146,7 @@ impl CertTrust {
                 .map_err(|_| Error::from(CertProblem::Malformed))?;
             self.crls.push(crl);
         }
-        self.verified.lock().clear();
+        self.forget_verified();
         Ok(ders.len())
     }
 
@@ -187,22 +204,35 @@ impl CertTrust {
         self.anchors.is_empty()
     }
 
+    /// Drops the verified chains of this store (not of clones made before a
+    /// change: their anchors and CRLs did not change).
+    fn forget_verified(&mut self) {
+        self.verified = Arc::default();
+    }
+
     /// Verifies `chain` (end-entity first, then intermediates) at `now`
     /// (seconds since the UNIX epoch) and returns what the verifier needs.
     pub fn verify(&self, chain: &[CertificateDer<'_>], now: u64) -> Result<SigningCert> {
-        let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
-        for cert in chain {
-            hasher.update(&(cert.len() as u64).to_be_bytes());
-            hasher.update(cert);
-        }
-        let mut key = [0u8; 32];
-        key.copy_from_slice(hasher.finish().as_ref());
-        if let Some((cert, until)) = self.verified.lock().get(&key)
+        self.verify_shared(chain, &chain_digest(chain), now)
+            .map(|cert| (*cert).clone())
+    }
+
+    /// [`CertTrust::verify`] with the chain's digest already at hand (it must
+    /// be [`chain_digest`] of `chain`), returning the remembered result
+    /// itself: a chain verified less than [`VERIFIED_TTL`] ago costs a map
+    /// lookup.
+    pub(crate) fn verify_shared(
+        &self,
+        chain: &[CertificateDer<'_>],
+        digest: &ChainDigest,
+        now: u64,
+    ) -> Result<Arc<SigningCert>> {
+        if let Some((cert, until)) = self.verified.lock().get(digest)
             && now < *until
         {
             return Ok(cert.clone());
         }
-        let cert = self.verify_uncached(chain, now)?;
+        let cert = Arc::new(self.verify_uncached(chain, now)?);
         let until = now
             .saturating_add(VERIFIED_TTL)
             .min(u64::try_from(cert.not_after).unwrap_or(0).saturating_add(1));
@@ -213,7 +243,7 @@ impl CertTrust {
                 verified.clear();
             }
         }
-        verified.insert(key, (cert.clone(), until));
+        verified.insert(*digest, (cert.clone(), until));
         Ok(cert)
     }
 
