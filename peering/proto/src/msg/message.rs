@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 
 use super::header::HeaderName;
-use super::lex::{is_lws, is_token, split_list, trim_lws};
+use super::lex::{CLASS, TOKEN, is_lws, skip_table, split_list, trim_lws};
 use super::method::Method;
 use super::uri::Uri;
 use super::value::{
@@ -233,14 +233,13 @@ impl Message {
         let mut singles = Singles::default();
         let mut finish = |c: (usize, usize, usize, usize), fields: &mut Vec<Field>| {
             let (ns, ne, colon, end) = c;
-            let mut vs = colon + 1;
-            while vs < end && is_lws(b[vs]) {
-                vs += 1;
-            }
-            let mut ve = end;
-            while ve > vs && is_lws(b[ve - 1]) {
-                ve -= 1;
-            }
+            let raw = &b[colon + 1..end];
+            let vs = colon + 1 + raw.iter().position(|c| !is_lws(*c)).unwrap_or(raw.len());
+            let ve = vs
+                + b[vs..end]
+                    .iter()
+                    .rposition(|c| !is_lws(*c))
+                    .map_or(0, |p| p + 1);
             let name = HeaderName::from_wire_bytes(&b[ns..ne]);
             if let Some(slot) = singles.slot(&name) {
                 if slot.is_some() {
@@ -295,12 +294,7 @@ impl Message {
                 if let Some(c) = cur.take() {
                     finish(c, &mut fields)?;
                 }
-                let line = &b[pos..le];
-                let ne = pos
-                    + line
-                        .iter()
-                        .position(|c| !is_token(*c))
-                        .unwrap_or(line.len());
+                let ne = skip_table(&b[..le], pos, &CLASS, TOKEN);
                 let mut i = ne;
                 while i < le && matches!(b[i], b' ' | b'\t') {
                     i += 1;

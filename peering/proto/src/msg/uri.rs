@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use super::lex::{HNV, PARAM, PASSWORD, USER, all, eq_ic, escapes_ok, is, unescape};
+use super::lex::{CLASS, HNV, PARAM, PASSWORD, USER, all, eq_ic, escapes_ok, skip_table, unescape};
 use crate::error::ParseError;
 
 /// `sip` or `sips`.
@@ -328,6 +328,8 @@ const H_DIGIT: u8 = 2;
 const H_DASH: u8 = 4;
 const H_DOT: u8 = 8;
 const H_ALNUM: u8 = H_ALPHA | H_DIGIT;
+/// Inside a label: alphanum or `-`.
+const H_LABEL: u8 = 16;
 
 const fn build_host_kind() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -335,11 +337,11 @@ const fn build_host_kind() -> [u8; 256] {
     while c < 256 {
         let b = c as u8;
         t[c] = if b.is_ascii_alphabetic() {
-            H_ALPHA
+            H_ALPHA | H_LABEL
         } else if b.is_ascii_digit() {
-            H_DIGIT
+            H_DIGIT | H_LABEL
         } else if b == b'-' {
-            H_DASH
+            H_DASH | H_LABEL
         } else if b == b'.' {
             H_DOT
         } else {
@@ -357,10 +359,64 @@ fn host_kind(b: &[u8], i: usize) -> u8 {
     b.get(i).map_or(0, |c| HOST_KIND[*c as usize])
 }
 
-/// Skips the characters of class `mask` from `i`.
+/// Classes of the SIP URI components, with a bit of its own for `%` so
+/// that escapes are checked only when one was seen.
+const U_USER: u8 = 1;
+const U_PASSWORD: u8 = 2;
+const U_PARAM: u8 = 4;
+const U_HNV: u8 = 8;
+const U_PCT: u8 = 16;
+
+static URI_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let k = CLASS[c];
+        let mut v = 0;
+        if k & USER != 0 {
+            v |= U_USER;
+        }
+        if k & PASSWORD != 0 {
+            v |= U_PASSWORD;
+        }
+        if k & PARAM != 0 {
+            v |= U_PARAM;
+        }
+        if k & HNV != 0 {
+            v |= U_HNV;
+        }
+        if c == b'%' as usize {
+            v |= U_PCT;
+        }
+        t[c] = v;
+        c += 1;
+    }
+    t
+};
+
+/// Skips the characters of class `mask` (one bit) from `i`, noting the
+/// classes seen; four at a time while it can.
 #[inline]
-fn skip_class(b: &[u8], mut i: usize, mask: u8) -> usize {
-    while i < b.len() && is(b[i], mask) {
+fn skip_uri(b: &[u8], mut i: usize, mask: u8, seen: &mut u8) -> usize {
+    while let Some(w) = b.get(i..i + 4) {
+        let k = [
+            URI_CLASS[w[0] as usize],
+            URI_CLASS[w[1] as usize],
+            URI_CLASS[w[2] as usize],
+            URI_CLASS[w[3] as usize],
+        ];
+        if k[0] & k[1] & k[2] & k[3] & mask == 0 {
+            break;
+        }
+        *seen |= k[0] | k[1] | k[2] | k[3];
+        i += 4;
+    }
+    while let Some(c) = b.get(i) {
+        let k = URI_CLASS[*c as usize];
+        if k & mask == 0 {
+            break;
+        }
+        *seen |= k;
         i += 1;
     }
     i
@@ -387,12 +443,8 @@ pub(crate) fn scan_hostname(s: &str, hs: usize) -> Option<usize> {
             ok &= i > hs && k & (H_DOT | H_DASH) == 0;
             break;
         }
-        top = k;
-        let rest = &b[i..];
-        i += rest
-            .iter()
-            .position(|c| HOST_KIND[*c as usize] & (H_ALNUM | H_DASH) == 0)
-            .unwrap_or(rest.len());
+        top = k & H_ALNUM;
+        i = skip_table(b, i, &HOST_KIND, H_LABEL);
         if b[i - 1] == b'-' {
             ok = false;
             break;
@@ -443,21 +495,58 @@ pub(crate) fn is_ipv4(b: &[u8]) -> bool {
 /// Validates the part after `sip:` without allocating, in one pass over
 /// each component with table lookups.
 pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
+    let (parts, end) = scan_sip_prefix(s, memchr::memchr(b'@', s.as_bytes()))?;
+    if end != s.len() {
+        return Err(ParseError::BadUri);
+    }
+    Ok(parts)
+}
+
+/// Checks the URI between `<` and `>` that starts `rest`: returns its
+/// length (where the first `>` is) when [`Uri::validate`] accepts it.
+///
+/// A SIP URI is scanned up to where its grammar stops, which must be that
+/// `>` (no URI component holds a `>`): one search for `@` or `>` instead of
+/// a search for `>` and another for `@`.
+pub(crate) fn validate_in_angle(rest: &str) -> Option<usize> {
+    let Some(after) = strip_sip_scheme(rest) else {
+        let g = memchr::memchr(b'>', rest.as_bytes())?;
+        return Uri::validate(&rest[..g]).is_ok().then_some(g);
+    };
+    let off = rest.len() - after.len();
+    let ab = after.as_bytes();
+    let hit = memchr::memchr2(b'@', b'>', ab)?;
+    if ab[hit] == b'@' {
+        // The '@' comes before the first '>', so it is the URI's.
+        let (_, end) = scan_sip_prefix(after, Some(hit)).ok()?;
+        (ab.get(end) == Some(&b'>')).then_some(off + end)
+    } else {
+        let (_, end) = scan_sip_prefix(&after[..hit], None).ok()?;
+        (end == hit).then_some(off + hit)
+    }
+}
+
+/// Scans a SIP URI (the part after `sip:`) from the start of `s` as far as
+/// its grammar goes and returns its parts and where it stopped. `at` is
+/// the first '@' of the URI, if any: when there is one it must end a valid
+/// userinfo (no later component may hold an '@').
+fn scan_sip_prefix(s: &str, at: Option<usize>) -> Result<(SipParts<'_>, usize), ParseError> {
     let b = s.as_bytes();
-    let n = b.len();
     let bad = ParseError::BadUri;
+    let mut seen = 0u8;
 
     // userinfo: user characters, then optionally ':' and password
-    // characters, up to the first '@'. When there is an '@' it must end a
-    // valid userinfo: no later component may hold an '@'.
-    let (user, password, mut i) = match memchr::memchr(b'@', b) {
+    // characters, up to the '@'.
+    let (user, password, mut i) = match at {
         Some(at) => {
-            let user_end = skip_class(&b[..at], 0, USER);
+            let user_end = skip_uri(&b[..at], 0, U_USER, &mut seen);
             if user_end == 0 {
                 return Err(bad);
             }
             let password = if user_end < at {
-                if b[user_end] != b':' || !all(&b[user_end + 1..at], PASSWORD) {
+                if b[user_end] != b':'
+                    || skip_uri(&b[..at], user_end + 1, U_PASSWORD, &mut seen) != at
+                {
                     return Err(bad);
                 }
                 Some(&s[user_end + 1..at])
@@ -486,7 +575,7 @@ pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
     if b.get(i) == Some(&b':') {
         let ps = i + 1;
         i = ps;
-        while i < n && b[i].is_ascii_digit() {
+        while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
         }
         port = Some(parse_port(&s[ps..i]).ok_or(ParseError::BadUri)?);
@@ -496,13 +585,13 @@ pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
     let params_start = i;
     while b.get(i) == Some(&b';') {
         let ns = i + 1;
-        i = skip_class(b, ns, PARAM);
+        i = skip_uri(b, ns, U_PARAM, &mut seen);
         if i == ns {
             return Err(bad);
         }
         if b.get(i) == Some(&b'=') {
             let vs = i + 1;
-            i = skip_class(b, vs, PARAM);
+            i = skip_uri(b, vs, U_PARAM, &mut seen);
             if i == vs {
                 return Err(bad);
             }
@@ -516,11 +605,11 @@ pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
         let hs = i + 1;
         loop {
             let ns = i + 1;
-            i = skip_class(b, ns, HNV);
+            i = skip_uri(b, ns, U_HNV, &mut seen);
             if i == ns || b.get(i) != Some(&b'=') {
                 return Err(bad);
             }
-            i = skip_class(b, i + 1, HNV);
+            i = skip_uri(b, i + 1, U_HNV, &mut seen);
             if b.get(i) != Some(&b'&') {
                 break;
             }
@@ -529,18 +618,22 @@ pub(crate) fn scan_sip(s: &str) -> Result<SipParts<'_>, ParseError> {
     }
     // '%' may only appear in userinfo, parameters and headers; each must
     // start an escape (the octet after each component is a delimiter, never
-    // a hex digit, so checking the whole text is the same as checking each).
-    if i != n || !escapes_ok(b) {
+    // a hex digit, so checking all of them at once is the same as checking
+    // each).
+    if seen & U_PCT != 0 && !escapes_ok(&b[..i]) {
         return Err(bad);
     }
-    Ok(SipParts {
-        user,
-        password,
-        host,
-        port,
-        params,
-        headers,
-    })
+    Ok((
+        SipParts {
+            user,
+            password,
+            host,
+            port,
+            params,
+            headers,
+        },
+        i,
+    ))
 }
 
 /// The part after `sip:` or `sips:` (scheme in any case), found without a

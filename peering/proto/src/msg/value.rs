@@ -4,19 +4,24 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::lex::{
-    CLASS, LWS, TOKEN, is_lws, is_token_str, skip_lws, skip_quoted, skip_token, trim_lws,
+    CLASS, LWS, TOKEN, is_lws, is_token_str, skip_lws, skip_quoted, skip_table, skip_token,
+    trim_lws,
 };
 use super::method::Method;
-use super::uri::{Host, Params, Uri, find_param, parse_port, scan_hostname, write_params};
+use super::uri::{
+    Host, Params, Uri, find_param, parse_port, scan_hostname, validate_in_angle, write_params,
+};
 use crate::error::ParseError;
 
 /// Characters of an unquoted `gen-value` (token or host: token characters,
 /// `:`, `[` and `]`).
-static GEN_VALUE: [bool; 256] = {
-    let mut t = [false; 256];
+static GEN_VALUE: [u8; 256] = {
+    let mut t = [0u8; 256];
     let mut c = 0;
     while c < 256 {
-        t[c] = CLASS[c] & TOKEN != 0 || matches!(c as u8, b':' | b'[' | b']');
+        if CLASS[c] & TOKEN != 0 || matches!(c as u8, b':' | b'[' | b']') {
+            t[c] = 1;
+        }
         c += 1;
     }
     t
@@ -71,11 +76,7 @@ pub(crate) fn scan_params<'a>(
                     None => return false,
                 }
             } else {
-                let rest = &b[vs..];
-                vs + rest
-                    .iter()
-                    .position(|c| !GEN_VALUE[*c as usize])
-                    .unwrap_or(rest.len())
+                skip_table(b, vs, &GEN_VALUE, 1)
             };
             if ve == vs {
                 return false;
@@ -147,6 +148,28 @@ pub(crate) struct AddrParts<'a> {
 
 /// Splits an address without allocating (the URI itself is not checked).
 pub(crate) fn scan_name_addr(s: &str) -> Option<AddrParts<'_>> {
+    match scan_addr_head(s)? {
+        AddrHead::Spec(p) => Some(p),
+        AddrHead::Angle { display, lt } => {
+            let b = s.as_bytes();
+            let gt = lt + 1 + memchr::memchr(b'>', &b[lt + 1..])?;
+            Some(AddrParts {
+                display,
+                uri: &s[lt + 1..gt],
+                params_at: gt + 1,
+            })
+        }
+    }
+}
+
+/// An address up to its URI: a name-addr's display name and `<`, or a
+/// whole addr-spec.
+enum AddrHead<'a> {
+    Angle { display: Option<&'a str>, lt: usize },
+    Spec(AddrParts<'a>),
+}
+
+fn scan_addr_head(s: &str) -> Option<AddrHead<'_>> {
     let b = s.as_bytes();
     let (display, lt) = if b.first() == Some(&b'"') {
         let end = skip_quoted(b, 0)?;
@@ -175,19 +198,14 @@ pub(crate) fn scan_name_addr(s: &str) -> Option<AddrParts<'_>> {
             if memchr::memchr2(b',', b'?', uri.as_bytes()).is_some() {
                 return None;
             }
-            return Some(AddrParts {
+            return Some(AddrHead::Spec(AddrParts {
                 display: None,
                 uri,
                 params_at: end,
-            });
+            }));
         }
     };
-    let gt = lt + 1 + memchr::memchr(b'>', &b[lt + 1..])?;
-    Some(AddrParts {
-        display,
-        uri: &s[lt + 1..gt],
-        params_at: gt + 1,
-    })
+    Some(AddrHead::Angle { display, lt })
 }
 
 /// The value of header parameter `name` in `s` from `at`, without allocating.
@@ -205,11 +223,22 @@ pub(crate) fn find_param_in<'a>(s: &'a str, at: usize, name: &str) -> Option<&'a
 /// Validates an address without allocating; `tag`, when present, must be a token.
 pub(crate) fn validate_name_addr(s: &str) -> bool {
     let s = trim_lws(s);
-    scan_name_addr(s).is_some_and(|p| {
-        Uri::validate(p.uri).is_ok()
-            && scan_params(s, p.params_at, |n, v| {
-                !n.eq_ignore_ascii_case("tag") || v.is_some_and(is_token_str)
-            })
+    let params_at = match scan_addr_head(s) {
+        None => return false,
+        Some(AddrHead::Spec(p)) => {
+            if Uri::validate(p.uri).is_err() {
+                return false;
+            }
+            p.params_at
+        }
+        // The URI is scanned up to its '>' without searching for it first.
+        Some(AddrHead::Angle { lt, .. }) => match validate_in_angle(&s[lt + 1..]) {
+            Some(len) => lt + 1 + len + 1,
+            None => return false,
+        },
+    };
+    scan_params(s, params_at, |n, v| {
+        !n.eq_ignore_ascii_case("tag") || v.is_some_and(is_token_str)
     })
 }
 
