@@ -243,16 +243,6 @@ struct Dest {
     server_name: Option<Box<str>>,
 }
 
-impl From<&Target> for Dest {
-    fn from(t: &Target) -> Self {
-        Self {
-            transport: t.transport,
-            remote: t.remote,
-            server_name: t.server_name.as_deref().map(Box::from),
-        }
-    }
-}
-
 #[derive(Debug)]
 struct ClientEntry {
     txn: ClientTxn,
@@ -1052,24 +1042,30 @@ impl Proxy {
                 self.finish_best(now, ctx_id);
                 return;
             }
-            let Some(target) = ctx.targets.get(ctx.next_target).cloned() else {
+            let index = ctx.next_target;
+            if index >= ctx.targets.len() {
                 self.finish_best(now, ctx_id);
                 return;
-            };
+            }
             ctx.next_target += 1;
             ctx.attempts += 1;
-            match self.send_to_target(now, ctx_id, target) {
+            match self.send_to_target(now, ctx_id, index) {
                 Ok(()) => return,
                 Err(()) => continue,
             }
         }
     }
 
-    fn send_to_target(&mut self, now: Instant, ctx_id: u64, mut target: Target) -> Result<(), ()> {
+    /// Forwards the context's request to its target number `index`.
+    fn send_to_target(&mut self, now: Instant, ctx_id: u64, index: usize) -> Result<(), ()> {
         let branch_id = self.next_id();
         let Some(ctx) = self.contexts.get(&ctx_id) else {
             return Err(());
         };
+        let Some(target) = ctx.targets.get(index) else {
+            return Err(());
+        };
+        let mut transport = target.transport;
         let Some(req) = ctx.request.message() else {
             return Err(());
         };
@@ -1081,15 +1077,15 @@ impl Proxy {
 
         // RFC 3261 §18.1.1: large requests move to a congestion-controlled
         // transport unless the target asked for UDP explicitly.
-        if target.transport == Transport::Udp
+        if transport == Transport::Udp
             && let Some(limit) = self.config.udp_switch_size
             && req.as_bytes().len() + 200 > limit
             && !matches!(&target.uri, Uri::Sip(s) if s.transport().is_some())
         {
-            target.transport = Transport::Tcp;
+            transport = Transport::Tcp;
         }
 
-        let out = self.outbound_interface(target.transport, target.remote);
+        let out = self.outbound_ref(transport, target.remote);
         let hide = ctx.hide;
         let mut editor = req.edit();
         if initial {
@@ -1116,25 +1112,31 @@ impl Proxy {
                 .config
                 .interfaces
                 .iter()
-                .find(|i| i.transport == ctx.flow.transport && i.addr == ctx.flow.local)
-                .cloned();
+                .find(|i| i.transport == ctx.flow.transport && i.addr == ctx.flow.local);
             // Two entries when the legs differ in transport or interface
             // (RFC 5658 double record-routing), so that in-dialog requests
             // from either side find the right interface.
-            if let Some(inbound) = &inbound
+            if let Some(inbound) = inbound
                 && (inbound.transport != out.transport || inbound.addr != out.addr)
             {
                 editor.prepend_header(HeaderName::RecordRoute, &record_route_value(inbound));
             }
             editor.prepend_header(HeaderName::RecordRoute, &record_route_value(&out));
         }
-        editor.prepend_header(HeaderName::Via, &via_value(&out, target.transport, &branch));
-        let forwarded = editor.finish();
+        editor.prepend_header(HeaderName::Via, &via_value(&out, transport, &branch));
+        // Held by the client transaction for its whole life: stored at its
+        // exact size (Editor::finish leaves room to spare).
+        let forwarded = Bytes::copy_from_slice(&editor.finish());
+        let dest = Dest {
+            transport,
+            remote: target.remote,
+            server_name: target.server_name.as_deref().map(Box::from),
+        };
         if hide && initial && rules::creates_dialog(&method) {
             self.remember_hidden(now, req_for_hiding(&self.contexts, ctx_id));
         }
         let key = ClientKey::new(&branch);
-        let reliability = reliability(target.transport);
+        let reliability = reliability(transport);
         let txn = if method == Method::Invite {
             ClientTxn::Invite(ClientInvite::new(
                 now,
@@ -1150,13 +1152,7 @@ impl Proxy {
                 self.config.timers,
             ))
         };
-        self.insert_client(
-            key.clone(),
-            txn,
-            Some(ctx_id),
-            Dest::from(&target),
-            forwarded,
-        );
+        self.insert_client(key.clone(), txn, Some(ctx_id), dest, forwarded);
         if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
             ctx.active = Some(key.clone());
             if !hide {
@@ -1244,6 +1240,16 @@ impl Proxy {
     /// The interface to send from towards `remote` over `transport`: same
     /// transport and address family if possible.
     fn outbound_interface(&self, transport: Transport, remote: SocketAddr) -> LocalInterface {
+        self.outbound_ref(transport, remote).into_owned()
+    }
+
+    /// [`Proxy::outbound_interface`], borrowed when no field changes.
+    fn outbound_ref(
+        &self,
+        transport: Transport,
+        remote: SocketAddr,
+    ) -> std::borrow::Cow<'_, LocalInterface> {
+        use std::borrow::Cow;
         let ifaces = &self.config.interfaces;
         let same_family = |i: &&LocalInterface| i.addr.is_ipv4() == remote.is_ipv4();
         let found = ifaces
@@ -1254,17 +1260,17 @@ impl Proxy {
             .or_else(|| ifaces.iter().find(same_family))
             .or_else(|| ifaces.first());
         match found {
-            Some(i) if i.transport == transport => i.clone(),
-            Some(i) => LocalInterface {
+            Some(i) if i.transport == transport => Cow::Borrowed(i),
+            Some(i) => Cow::Owned(LocalInterface {
                 transport,
                 ..i.clone()
-            },
-            None => LocalInterface {
+            }),
+            None => Cow::Owned(LocalInterface {
                 transport,
                 addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
                 host: "127.0.0.1".to_owned(),
                 port: 5060,
-            },
+            }),
         }
     }
 
@@ -1682,7 +1688,11 @@ impl Proxy {
                 token: Some(TransmitToken(id)),
             });
         }
-        let mut events = Vec::new();
+        // A machine queues at most a couple of events per input: they are
+        // collected on the stack (a Vec only past four).
+        let mut events: [Option<txn::Event<Wire>>; 4] = [None, None, None, None];
+        let mut spill = Vec::new();
+        let mut queued = 0;
         loop {
             let ev = match &mut entry.txn {
                 ClientTxn::Invite(t) => t.poll_event(),
@@ -1690,7 +1700,13 @@ impl Proxy {
             };
             match ev {
                 None => break,
-                Some(ev) => events.push(ev),
+                Some(ev) => match events.get_mut(queued) {
+                    Some(slot) => {
+                        *slot = Some(ev);
+                        queued += 1;
+                    }
+                    None => spill.push(ev),
+                },
             }
         }
         let deadline = match &entry.txn {
@@ -1705,7 +1721,7 @@ impl Proxy {
                 .push(Reverse((at, TimerRef::Client(key.clone()))));
         }
         let mut terminated = false;
-        for ev in events {
+        for ev in events.into_iter().flatten().chain(spill) {
             match ev {
                 txn::Event::Response { status, response } => {
                     if let Some(response) = response.message() {
@@ -1861,33 +1877,39 @@ fn apply_route_info(req: &Message, info: &RouteInfo) -> Message {
 }
 
 fn via_value(out: &LocalInterface, transport: Transport, branch: &str) -> String {
-    let host = host_literal(&out.host);
-    let rport = if transport == Transport::Udp {
-        ";rport"
-    } else {
-        ""
-    };
-    format!(
-        "SIP/2.0/{} {host}:{};branch={branch}{rport}",
-        transport.via_token(),
-        out.port
-    )
+    let mut v = String::with_capacity(32 + out.host.len() + branch.len());
+    v.push_str("SIP/2.0/");
+    v.push_str(transport.via_token());
+    v.push(' ');
+    push_host(&mut v, &out.host);
+    let _ = write!(v, ":{};branch={branch}", out.port);
+    if transport == Transport::Udp {
+        v.push_str(";rport");
+    }
+    v
 }
 
 fn record_route_value(iface: &LocalInterface) -> String {
-    let host = host_literal(&iface.host);
-    let transport = match iface.transport {
-        Transport::Udp => String::new(),
-        t => format!(";transport={}", t.param()),
-    };
-    format!("<sip:{host}:{}{transport};lr>", iface.port)
+    let mut v = String::with_capacity(32 + iface.host.len());
+    v.push_str("<sip:");
+    push_host(&mut v, &iface.host);
+    let _ = write!(v, ":{}", iface.port);
+    if iface.transport != Transport::Udp {
+        v.push_str(";transport=");
+        v.push_str(iface.transport.param());
+    }
+    v.push_str(";lr>");
+    v
 }
 
-fn host_literal(host: &str) -> String {
+/// Appends a host, bracketing a bare IPv6 literal.
+fn push_host(out: &mut String, host: &str) {
     if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
+        out.push('[');
+        out.push_str(host);
+        out.push(']');
     } else {
-        host.to_owned()
+        out.push_str(host);
     }
 }
 

@@ -2,6 +2,7 @@
 //! (§16.3), branch and loop detection (§16.6 item 8, §16.3 item 4), route
 //! pre-processing (§16.4) and best-response selection (§16.7).
 
+use std::fmt::{self, Write as _};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::msg::{HeaderName, Message, Method, NameAddr, Uri};
@@ -56,10 +57,14 @@ pub fn validate_request(req: &Message) -> Result<(), Rejection> {
 pub fn loop_hash(req: &Message) -> u64 {
     let mut h = DefaultHasher::new();
     if let Some(uri) = req.request_uri() {
-        uri.to_string().hash(&mut h);
+        // As `uri.to_string().hash(..)` would, without the String: the
+        // text's bytes streamed into the hasher, then str's terminator.
+        let _ = write!(HashWriter(&mut h), "{uri}");
+        h.write_u8(0xff);
     }
-    req.from().tag().hash(&mut h);
-    req.to().tag().hash(&mut h);
+    // The tags read from the wire: the same text as the typed views'.
+    req.from_tag().hash(&mut h);
+    req.to_tag().hash(&mut h);
     req.call_id().hash(&mut h);
     req.cseq().seq.hash(&mut h);
     for value in req.header_values(&HeaderName::Route) {
@@ -92,8 +97,8 @@ pub fn is_loop(req: &Message, interfaces: &[LocalInterface], domains: &[String])
         return false;
     };
     let mut ours = vias.iter().filter(|via| {
-        let (host, port) = via.sent_by();
-        is_local_host_port(&host.to_string(), port, None, interfaces, domains)
+        let host = ShortStr::of(&via.host);
+        is_local_host_port(host.as_str(), via.port, None, interfaces, domains)
     });
     let Some(_) = ours.clone().next() else {
         return false;
@@ -119,7 +124,7 @@ pub fn is_local_host_port(
             5060
         };
         transport.is_none_or(|t| t == i.transport)
-            && (i.host.eq_ignore_ascii_case(host) || i.addr.ip().to_string() == host)
+            && (i.host.eq_ignore_ascii_case(host) || displays_as(&i.addr.ip(), host))
             && port.unwrap_or(default_port) == i.port
     });
     interface_match || (port.is_none() && domains.iter().any(|d| d.eq_ignore_ascii_case(host)))
@@ -130,10 +135,10 @@ pub fn is_local_uri(uri: &Uri, interfaces: &[LocalInterface], domains: &[String]
     match uri {
         Uri::Sip(sip) => {
             let transport = sip.transport().and_then(Transport::from_token);
-            let host = sip.host.to_string();
-            is_local_host_port(&host, sip.port, transport, interfaces, domains)
-                || (sip.port.is_none()
-                    && is_local_host_port(&host, None, None, interfaces, domains))
+            let host = ShortStr::of(&sip.host);
+            let host = host.as_str();
+            is_local_host_port(host, sip.port, transport, interfaces, domains)
+                || (sip.port.is_none() && is_local_host_port(host, None, None, interfaces, domains))
         }
         Uri::Tel(_) | Uri::Other { .. } => false,
     }
@@ -226,4 +231,67 @@ pub fn creates_dialog(method: &Method) -> bool {
         method,
         Method::Invite | Method::Subscribe | Method::Refer | Method::Notify
     )
+}
+
+/// Streams formatted text into a hasher.
+struct HashWriter<'a, H: Hasher>(&'a mut H);
+
+impl<H: Hasher> fmt::Write for HashWriter<'_, H> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Whether `value` displays exactly as `text`, without building a String.
+fn displays_as(value: &impl fmt::Display, text: &str) -> bool {
+    struct Cmp<'a>(&'a [u8]);
+    impl fmt::Write for Cmp<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            match self.0.strip_prefix(s.as_bytes()) {
+                Some(rest) => {
+                    self.0 = rest;
+                    Ok(())
+                }
+                None => Err(fmt::Error),
+            }
+        }
+    }
+    let mut cmp = Cmp(text.as_bytes());
+    write!(cmp, "{value}").is_ok() && cmp.0.is_empty()
+}
+
+/// A displayed value on the stack when it is short (host names and
+/// addresses almost always are), else on the heap.
+enum ShortStr {
+    Stack([u8; 64], usize),
+    Heap(String),
+}
+
+impl ShortStr {
+    fn of(value: &impl fmt::Display) -> Self {
+        struct Buf([u8; 64], usize);
+        impl fmt::Write for Buf {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                let end = self.1 + s.len();
+                let dst = self.0.get_mut(self.1..end).ok_or(fmt::Error)?;
+                dst.copy_from_slice(s.as_bytes());
+                self.1 = end;
+                Ok(())
+            }
+        }
+        let mut buf = Buf([0; 64], 0);
+        if write!(buf, "{value}").is_ok() {
+            Self::Stack(buf.0, buf.1)
+        } else {
+            Self::Heap(value.to_string())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Stack(buf, len) => std::str::from_utf8(&buf[..*len]).unwrap_or_default(),
+            Self::Heap(s) => s,
+        }
+    }
 }
