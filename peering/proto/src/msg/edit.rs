@@ -54,7 +54,7 @@ impl Editor {
 
     fn value_of<'a>(&'a self, e: &'a Entry) -> &'a str {
         match e {
-            Entry::Orig(i) => self.msg.str_at(self.msg.p.fields[*i].value.clone()),
+            Entry::Orig(i) => self.msg.str_at(self.msg.p.fields[*i].value()),
             Entry::Slice { range, .. } => self.msg.str_at(range.clone()),
             Entry::New { value, .. } => value,
         }
@@ -161,7 +161,7 @@ impl Editor {
         };
         self.entries[pos] = match entry {
             Entry::Orig(idx) => {
-                let base = self.msg.p.fields[idx].value.start;
+                let base = self.msg.p.fields[idx].value().start;
                 Entry::Slice {
                     idx,
                     range: base + keep_start..base + keep_end,
@@ -253,10 +253,10 @@ impl Editor {
         let write_cl = |out: &mut BytesMut, orig: Option<usize>| {
             if let Some(i) = orig {
                 let f = &m.p.fields[i];
-                let same = super::message::parse_content_length(m.str_at(f.value.clone()))
+                let same = super::message::parse_content_length(m.str_at(f.value()))
                     .is_ok_and(|n| n == body.len());
                 if same {
-                    out.put_slice(&m.buf[f.line.clone()]);
+                    out.put_slice(&m.buf[f.line()]);
                     out.put_slice(b"\r\n");
                     return;
                 }
@@ -281,9 +281,9 @@ impl Editor {
                 continue;
             }
             match e {
-                Entry::Orig(i) => out.put_slice(&m.buf[m.p.fields[*i].line.clone()]),
+                Entry::Orig(i) => out.put_slice(&m.buf[m.p.fields[*i].line()]),
                 Entry::Slice { idx, range } => {
-                    out.put_slice(&m.buf[m.p.fields[*idx].name_range.clone()]);
+                    out.put_slice(&m.buf[m.p.fields[*idx].name_range()]);
                     out.put_slice(b": ");
                     out.put_slice(&m.buf[range.clone()]);
                 }
@@ -320,14 +320,14 @@ pub fn response_to(
     out.put_slice(s.as_bytes());
     let copy = |out: &mut BytesMut, name: &HeaderName| {
         for f in req.p.fields.iter().filter(|f| &f.name == name) {
-            out.put_slice(&req.buf[f.line.clone()]);
+            out.put_slice(&req.buf[f.line()]);
             out.put_slice(b"\r\n");
         }
     };
     copy(&mut out, &HeaderName::Via);
     copy(&mut out, &HeaderName::From);
     for f in req.p.fields.iter().filter(|f| f.name == HeaderName::To) {
-        out.put_slice(&req.buf[f.line.clone()]);
+        out.put_slice(&req.buf[f.line()]);
         if let Some(tag) = to_tag
             && req.to().tag().is_none()
         {

@@ -15,17 +15,46 @@ use super::value::{
 use crate::error::ParseError;
 
 /// One header field as received.
+///
+/// Offsets are kept as `u32` (the header section is below 4 GiB, see
+/// [`Message::parse`]) so that a field takes 56 octets and the usual
+/// sixteen fit one small allocation.
 #[derive(Debug, Clone)]
 pub(crate) struct Field {
     /// The name, mapped (compact forms resolved).
     pub(crate) name: HeaderName,
+    /// Start of the name (and of the field).
+    ns: u32,
+    /// End of the name as spelled on the wire.
+    ne: u32,
+    /// The value without leading/trailing LWS (folding inside kept).
+    vs: u32,
+    ve: u32,
+    /// End of the last line of the field (CRLF excluded).
+    end: u32,
+}
+
+impl Field {
     /// From the first octet of the name to the end of the last line of the
     /// field (CRLF excluded): the whole field, folding kept.
-    pub(crate) line: Range<usize>,
+    pub(crate) fn line(&self) -> Range<usize> {
+        self.ns as usize..self.end as usize
+    }
+
     /// The range of the name as spelled on the wire.
-    pub(crate) name_range: Range<usize>,
+    pub(crate) fn name_range(&self) -> Range<usize> {
+        self.ns as usize..self.ne as usize
+    }
+
     /// The value without leading/trailing LWS (folding inside kept).
-    pub(crate) value: Range<usize>,
+    pub(crate) fn value(&self) -> Range<usize> {
+        self.vs as usize..self.ve as usize
+    }
+}
+
+/// Offsets of a field as stored (the buffer was checked to fit `u32`).
+fn to_u32(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 #[derive(Debug, Clone)]
@@ -201,6 +230,7 @@ impl Message {
     /// CSeq (number below 2^31, method equal to the Request-Line's), and no
     /// repeated single-valued header; Contact, Route and Record-Route must
     /// parse, and Date, when present, must be an RFC 1123 GMT date.
+    /// A buffer of 4 GiB or more is refused as too large.
     pub fn parse(buf: Bytes) -> Result<Self, ParseError> {
         let mut off = 0;
         while buf[off..].starts_with(b"\r\n") {
@@ -210,6 +240,13 @@ impl Message {
             return Err(ParseError::Empty);
         }
         let mut buf = buf.slice(off..);
+        // Field offsets are stored as u32.
+        if u32::try_from(buf.len()).is_err() {
+            return Err(ParseError::TooLarge {
+                max: u32::MAX as usize,
+                len: buf.len(),
+            });
+        }
         let b = &buf[..];
         // Start line.
         let lf = memchr::memchr(b'\n', b).ok_or(ParseError::Unterminated)?;
@@ -251,9 +288,11 @@ impl Message {
             }
             fields.push(Field {
                 name,
-                line: ns..end,
-                name_range: ns..ne,
-                value: vs..ve,
+                ns: to_u32(ns),
+                ne: to_u32(ne),
+                vs: to_u32(vs),
+                ve: to_u32(ve),
+                end: to_u32(end),
             });
             Ok(())
         };
@@ -319,7 +358,7 @@ impl Message {
         let available = buf.len() - body_start;
         let body = match singles.content_length {
             Some(i) => {
-                let cl = parse_content_length(&head[fields[i].value.clone()])?;
+                let cl = parse_content_length(&head[fields[i].value()])?;
                 if cl > available {
                     return Err(ParseError::BodyTooShort {
                         declared: cl,
@@ -332,16 +371,16 @@ impl Message {
         };
 
         let is_request = matches!(start, Start::Request { .. });
-        let value = |i: usize| &head[fields[i].value.clone()];
+        let value = |i: usize| &head[fields[i].value()];
 
         // Via: every value must parse; the first is kept.
         let mut top_via_range = None;
         for f in fields.iter().filter(|f| matches!(f.name, HeaderName::Via)) {
-            let v = &head[f.value.clone()];
+            let v = &head[f.value()];
             for (a, e) in split_list(v) {
                 scan_via(&v[a..e]).ok_or(ParseError::BadVia)?;
                 if top_via_range.is_none() {
-                    top_via_range = Some(f.value.start + a..f.value.start + e);
+                    top_via_range = Some(f.value().start + a..f.value().start + e);
                 }
             }
         }
@@ -352,7 +391,7 @@ impl Message {
             if !validate_name_addr(value(i)) {
                 return Err(ParseError::BadHeaderValue { name });
             }
-            Ok(fields[i].value.clone())
+            Ok(fields[i].value())
         };
         let from_range = addr(singles.from, "From")?;
         let to_range = addr(singles.to, "To")?;
@@ -364,7 +403,7 @@ impl Message {
         if cv.is_empty() || !cv.bytes().all(|c| c.is_ascii_graphic()) {
             return Err(ParseError::BadHeaderValue { name: "Call-ID" });
         }
-        let call_id = fields[ci].value.clone();
+        let call_id = fields[ci].value();
 
         let si = singles
             .cseq
@@ -406,7 +445,7 @@ impl Message {
                 }
             }
             for f in &fields {
-                let v = &head[f.value.clone()];
+                let v = &head[f.value()];
                 match f.name {
                     HeaderName::Date if !is_rfc1123_date(v) => return Err(bad(&f.name)),
                     HeaderName::Contact if v != "*" => check_addr_list(v, &f.name)?,
@@ -499,7 +538,7 @@ impl Message {
         self.p
             .fields
             .iter()
-            .map(|f| (&f.name, self.str_at(f.value.clone())))
+            .map(|f| (&f.name, self.str_at(f.value())))
     }
 
     /// The value of the first field with this name.
@@ -508,7 +547,7 @@ impl Message {
             .fields
             .iter()
             .find(|f| &f.name == name)
-            .map(|f| self.str_at(f.value.clone()))
+            .map(|f| self.str_at(f.value()))
     }
 
     /// All values of a header, in order: every field, split at top-level
@@ -516,7 +555,7 @@ impl Message {
     pub fn header_values(&self, name: &HeaderName) -> Vec<&str> {
         let mut out = Vec::new();
         for f in self.p.fields.iter().filter(|f| &f.name == name) {
-            let v = self.str_at(f.value.clone());
+            let v = self.str_at(f.value());
             if name.is_list() {
                 out.extend(split_list(v).filter(|(a, e)| a < e).map(|(a, e)| &v[a..e]));
             } else {
@@ -529,7 +568,7 @@ impl Message {
     fn addr_list(&self, name: &HeaderName) -> Result<Vec<NameAddr>, ParseError> {
         let mut out = Vec::new();
         for f in self.p.fields.iter().filter(|f| &f.name == name) {
-            let v = self.str_at(f.value.clone());
+            let v = self.str_at(f.value());
             if name == &HeaderName::Contact && v == "*" {
                 continue;
             }
@@ -544,7 +583,7 @@ impl Message {
     pub fn vias(&self) -> Result<Vec<Via>, ParseError> {
         let mut out = Vec::new();
         for f in self.p.fields.iter().filter(|f| f.name == HeaderName::Via) {
-            let v = self.str_at(f.value.clone());
+            let v = self.str_at(f.value());
             for (a, e) in split_list(v) {
                 out.push(Via::parse(&v[a..e])?);
             }
@@ -619,7 +658,7 @@ impl Message {
         self.p
             .fields
             .iter()
-            .any(|f| f.name == HeaderName::Contact && self.str_at(f.value.clone()) == "*")
+            .any(|f| f.name == HeaderName::Contact && self.str_at(f.value()) == "*")
     }
 
     /// The body (Content-Length octets, or the rest of the datagram).
