@@ -16,7 +16,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
-use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::sip::Party;
@@ -133,63 +132,61 @@ impl Claims {
         out
     }
 
-    fn from_json(value: &Value) -> Result<Self> {
-        let obj = value
-            .as_object()
-            .ok_or(Error::Malformed { what: "claims" })?;
-        let orig = obj
-            .get("orig")
-            .and_then(Value::as_object)
+    /// The claims from the decoded JSON, with the checks and the error for
+    /// each member that the former [`serde_json::Value`] reading had.
+    fn from_json(json: &[u8]) -> Result<Self> {
+        let raw: json::Object<json::RawClaims<'_>> =
+            serde_json::from_slice(json).map_err(|_| Error::Malformed { what: "claims" })?;
+        let raw = raw.0.ok_or(Error::Malformed { what: "claims" })?;
+        let orig = raw
+            .orig
+            .and_then(|o| o.0)
             .ok_or(Error::Malformed { what: "orig" })?;
-        let orig = if let Some(tn) = orig.get("tn").and_then(Value::as_str) {
-            Party::Tn(crate::sip::normalize_tn(tn).ok_or(Error::Malformed { what: "orig" })?)
-        } else if let Some(uri) = orig.get("uri").and_then(Value::as_str) {
-            Party::Uri(uri.to_owned())
+        let orig = if let Some(tn) = orig.tn.and_then(|t| t.0) {
+            Party::Tn(crate::sip::normalize_tn(&tn).ok_or(Error::Malformed { what: "orig" })?)
+        } else if let Some(uri) = orig.uri.and_then(|u| u.0) {
+            Party::Uri(uri.into_owned())
         } else {
             return Err(Error::Malformed { what: "orig" });
         };
-        let dest_obj = obj
-            .get("dest")
-            .and_then(Value::as_object)
+        let dest_obj = raw
+            .dest
+            .and_then(|d| d.0)
             .ok_or(Error::Malformed { what: "dest" })?;
+        let bad_dest = || Error::Malformed { what: "dest" };
         let mut dest = Vec::new();
-        for (key, make) in [
-            (
-                "tn",
-                (|s: &str| crate::sip::normalize_tn(s).map(Party::Tn)) as fn(&str) -> _,
-            ),
-            ("uri", |s: &str| Some(Party::Uri(s.to_owned()))),
-        ] {
-            if let Some(list) = dest_obj.get(key) {
-                let list = list.as_array().ok_or(Error::Malformed { what: "dest" })?;
-                for item in list {
-                    let s = item.as_str().ok_or(Error::Malformed { what: "dest" })?;
-                    dest.push(make(s).ok_or(Error::Malformed { what: "dest" })?);
-                }
+        if let Some(list) = dest_obj.tn {
+            for item in list.0.ok_or_else(bad_dest)? {
+                let s = item.0.ok_or_else(bad_dest)?;
+                dest.push(Party::Tn(
+                    crate::sip::normalize_tn(&s).ok_or_else(bad_dest)?,
+                ));
+            }
+        }
+        if let Some(list) = dest_obj.uri {
+            for item in list.0.ok_or_else(bad_dest)? {
+                let s = item.0.ok_or_else(bad_dest)?;
+                dest.push(Party::Uri(s.into_owned()));
             }
         }
         if dest.is_empty() {
-            return Err(Error::Malformed { what: "dest" });
+            return Err(bad_dest());
         }
-        let iat = obj
-            .get("iat")
-            .and_then(Value::as_u64)
+        let iat = raw
+            .iat
+            .and_then(|i| i.0)
             .ok_or(Error::Malformed { what: "iat" })?;
-        let attest = match obj.get("attest") {
+        let attest = match raw.attest {
             None => None,
             Some(v) => Some(
-                v.as_str()
+                v.0.as_deref()
                     .and_then(Attestation::parse)
                     .ok_or(Error::Malformed { what: "attest" })?,
             ),
         };
-        let origid = match obj.get("origid") {
+        let origid = match raw.origid {
             None => None,
-            Some(v) => Some(
-                v.as_str()
-                    .ok_or(Error::Malformed { what: "origid" })?
-                    .to_owned(),
-            ),
+            Some(v) => Some(v.0.ok_or(Error::Malformed { what: "origid" })?.into_owned()),
         };
         Ok(Self {
             orig,
@@ -228,16 +225,20 @@ impl Header {
         out
     }
 
-    fn from_json(value: &Value) -> Result<Self> {
-        let obj = value
-            .as_object()
-            .ok_or(Error::Malformed { what: "header" })?;
-        let get = |k: &'static str| obj.get(k).and_then(Value::as_str).map(str::to_owned);
+    /// The header from the decoded JSON: `alg` and `x5u` must be strings,
+    /// `ppt` counts only as a string, `typ` defaults to `passport`.
+    fn from_json(json: &[u8]) -> Result<Self> {
+        let raw: json::Object<json::RawHeader<'_>> =
+            serde_json::from_slice(json).map_err(|_| Error::Malformed { what: "header" })?;
+        let raw = raw.0.ok_or(Error::Malformed { what: "header" })?;
+        fn get(v: Option<json::MaybeStr<'_>>) -> Option<String> {
+            v.and_then(|s| s.0).map(|s| s.into_owned())
+        }
         Ok(Self {
-            alg: get("alg").ok_or(Error::Malformed { what: "alg" })?,
-            ppt: get("ppt"),
-            typ: get("typ").unwrap_or_else(|| "passport".to_owned()),
-            x5u: get("x5u").ok_or(Error::MissingInfo)?,
+            alg: get(raw.alg).ok_or(Error::Malformed { what: "alg" })?,
+            ppt: get(raw.ppt),
+            typ: get(raw.typ).unwrap_or_else(|| "passport".to_owned()),
+            x5u: get(raw.x5u).ok_or(Error::MissingInfo)?,
         })
     }
 }
@@ -267,15 +268,16 @@ impl Passport {
                 what: "compact form needs the SIP request",
             });
         }
-        let header = Header::from_json(&decode_json(h, "header")?)?;
-        let claims = Claims::from_json(&decode_json(c, "claims")?)?;
+        let header = Header::from_json(&decode_b64(h, "header", &mut [0; 512])?)?;
+        let claims = Claims::from_json(&decode_b64(c, "claims", &mut [0; 1024])?)?;
         let signature = B64
             .decode(s)
             .map_err(|_| Error::Malformed { what: "signature" })?;
         Ok(Self {
             header,
             claims,
-            signing_input: format!("{h}.{c}"),
+            // `h.c`, as it stands in the token.
+            signing_input: jws.trim()[..h.len() + 1 + c.len()].to_owned(),
             signature,
         })
     }
@@ -291,7 +293,7 @@ impl Passport {
                 what: "compact JWS",
             });
         };
-        let header = Header::from_json(&decode_json(h, "header")?)?;
+        let header = Header::from_json(&decode_b64(h, "header", &mut [0; 512])?)?;
         let signature = B64
             .decode(s)
             .map_err(|_| Error::Malformed { what: "signature" })?;
@@ -437,9 +439,20 @@ pub fn new_origid() -> String {
     )
 }
 
-fn decode_json(part: &str, what: &'static str) -> Result<Value> {
-    let bytes = B64.decode(part).map_err(|_| Error::Malformed { what })?;
-    serde_json::from_slice(&bytes).map_err(|_| Error::Malformed { what })
+/// Decodes one base64url part, into `buf` when it fits (header and claims
+/// of ordinary PASSporTs do), else onto the heap.
+fn decode_b64<'b>(
+    part: &str,
+    what: &'static str,
+    buf: &'b mut [u8],
+) -> Result<std::borrow::Cow<'b, [u8]>> {
+    let bad = Error::Malformed { what };
+    if base64::decoded_len_estimate(part.len()) <= buf.len() {
+        let n = B64.decode_slice(part, buf).map_err(|_| bad)?;
+        Ok(std::borrow::Cow::Borrowed(&buf[..n]))
+    } else {
+        Ok(std::borrow::Cow::Owned(B64.decode(part).map_err(|_| bad)?))
+    }
 }
 
 fn json_str(s: &str) -> String {
@@ -455,4 +468,313 @@ fn push_member(out: &mut String, key: &str, value: &str) {
     out.push_str(key);
     out.push_str("\":");
     out.push_str(value);
+}
+
+/// Reading PASSporT JSON straight into the few members the verifier needs,
+/// with the leniency the former [`serde_json::Value`] reading had: a member
+/// of an unexpected type counts as absent (the caller then reports that
+/// member), a repeated member counts with its last value, unknown members
+/// are skipped. Strings borrow from the decoded JSON unless they hold escapes.
+mod json {
+    use std::borrow::Cow;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    /// The visits of a value of another type than wanted: consume it, give
+    /// the "absent" value.
+    macro_rules! other_types {
+        ($absent:expr) => {
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok($absent)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok($absent)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok($absent)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok($absent)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok($absent)
+            }
+        };
+    }
+    macro_rules! other_str {
+        ($absent:expr) => {
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok($absent)
+            }
+        };
+    }
+    macro_rules! other_u64 {
+        ($absent:expr) => {
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok($absent)
+            }
+        };
+    }
+    macro_rules! other_seq {
+        ($de:lifetime, $absent:expr) => {
+            fn visit_seq<A: SeqAccess<$de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok($absent)
+            }
+        };
+    }
+    macro_rules! other_map {
+        ($de:lifetime, $absent:expr) => {
+            fn visit_map<A: MapAccess<$de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok($absent)
+            }
+        };
+    }
+
+    /// A string (`Some`) or any other value (`None`).
+    pub(super) struct MaybeStr<'a>(pub(super) Option<Cow<'a, str>>);
+
+    impl<'de> Deserialize<'de> for MaybeStr<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = MaybeStr<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                    Ok(MaybeStr(Some(Cow::Borrowed(v))))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                    Ok(MaybeStr(Some(Cow::Owned(v.to_owned()))))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                    Ok(MaybeStr(Some(Cow::Owned(v))))
+                }
+                other_types!(MaybeStr(None));
+                other_u64!(MaybeStr(None));
+                other_seq!('de, MaybeStr(None));
+                other_map!('de, MaybeStr(None));
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// A non-negative integer that fits `u64` (`Some`) or any other value
+    /// (`None`), as `Value::as_u64` had it.
+    pub(super) struct MaybeU64(pub(super) Option<u64>);
+
+    impl<'de> Deserialize<'de> for MaybeU64 {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = MaybeU64;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                    Ok(MaybeU64(Some(v)))
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                    Ok(MaybeU64(None))
+                }
+                fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                    Ok(MaybeU64(u64::try_from(v).ok()))
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                    Ok(MaybeU64(None))
+                }
+                fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                    Ok(MaybeU64(None))
+                }
+                fn visit_none<E>(self) -> Result<Self::Value, E> {
+                    Ok(MaybeU64(None))
+                }
+                other_str!(MaybeU64(None));
+                other_seq!('de, MaybeU64(None));
+                other_map!('de, MaybeU64(None));
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// An array of values (`Some`) or any other value (`None`).
+    pub(super) struct MaybeList<T>(pub(super) Option<Vec<T>>);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for MaybeList<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+                type Value = MaybeList<T>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                    let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
+                    while let Some(item) = seq.next_element()? {
+                        items.push(item);
+                    }
+                    Ok(MaybeList(Some(items)))
+                }
+                other_types!(MaybeList(None));
+                other_u64!(MaybeList(None));
+                other_str!(MaybeList(None));
+                other_map!('de, MaybeList(None));
+            }
+            d.deserialize_any(V(PhantomData))
+        }
+    }
+
+    /// The members of one JSON object type.
+    pub(super) trait Members<'de>: Default {
+        /// Reads the value of member `key` (the last one counts).
+        fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
+    }
+
+    /// An object (`Some`) or any other value (`None`).
+    pub(super) struct Object<T>(pub(super) Option<T>);
+
+    impl<'de, T: Members<'de>> Deserialize<'de> for Object<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(PhantomData<T>);
+            impl<'de, T: Members<'de>> Visitor<'de> for V<T> {
+                type Value = Object<T>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                    let mut members = T::default();
+                    while let Some(key) = map.next_key::<Key<'de>>()? {
+                        members.member(&key.0, &mut map)?;
+                    }
+                    Ok(Object(Some(members)))
+                }
+                other_types!(Object(None));
+                other_u64!(Object(None));
+                other_str!(Object(None));
+                other_seq!('de, Object(None));
+            }
+            d.deserialize_any(V(PhantomData))
+        }
+    }
+
+    /// A member name, unescaped.
+    struct Key<'a>(Cow<'a, str>);
+
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Key<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a member name")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                    Ok(Key(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                    Ok(Key(Cow::Owned(v.to_owned())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                    Ok(Key(Cow::Owned(v)))
+                }
+            }
+            d.deserialize_str(V)
+        }
+    }
+
+    /// The protected header's members.
+    #[derive(Default)]
+    pub(super) struct RawHeader<'a> {
+        pub(super) alg: Option<MaybeStr<'a>>,
+        pub(super) ppt: Option<MaybeStr<'a>>,
+        pub(super) typ: Option<MaybeStr<'a>>,
+        pub(super) x5u: Option<MaybeStr<'a>>,
+    }
+
+    impl<'de> Members<'de> for RawHeader<'de> {
+        fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+            let slot = match key {
+                "alg" => &mut self.alg,
+                "ppt" => &mut self.ppt,
+                "typ" => &mut self.typ,
+                "x5u" => &mut self.x5u,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    return Ok(());
+                }
+            };
+            *slot = Some(map.next_value()?);
+            Ok(())
+        }
+    }
+
+    /// The claims' members.
+    #[derive(Default)]
+    pub(super) struct RawClaims<'a> {
+        pub(super) orig: Option<Object<RawOrig<'a>>>,
+        pub(super) dest: Option<Object<RawDest<'a>>>,
+        pub(super) iat: Option<MaybeU64>,
+        pub(super) attest: Option<MaybeStr<'a>>,
+        pub(super) origid: Option<MaybeStr<'a>>,
+    }
+
+    impl<'de> Members<'de> for RawClaims<'de> {
+        fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+            match key {
+                "orig" => self.orig = Some(map.next_value()?),
+                "dest" => self.dest = Some(map.next_value()?),
+                "iat" => self.iat = Some(map.next_value()?),
+                "attest" => self.attest = Some(map.next_value()?),
+                "origid" => self.origid = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// `orig`: `tn` or `uri`.
+    #[derive(Default)]
+    pub(super) struct RawOrig<'a> {
+        pub(super) tn: Option<MaybeStr<'a>>,
+        pub(super) uri: Option<MaybeStr<'a>>,
+    }
+
+    impl<'de> Members<'de> for RawOrig<'de> {
+        fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+            match key {
+                "tn" => self.tn = Some(map.next_value()?),
+                "uri" => self.uri = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// `dest`: lists of `tn` and `uri`.
+    #[derive(Default)]
+    pub(super) struct RawDest<'a> {
+        pub(super) tn: Option<MaybeList<MaybeStr<'a>>>,
+        pub(super) uri: Option<MaybeList<MaybeStr<'a>>>,
+    }
+
+    impl<'de> Members<'de> for RawDest<'de> {
+        fn member<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+            match key {
+                "tn" => self.tn = Some(map.next_value()?),
+                "uri" => self.uri = Some(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
 }

@@ -25,7 +25,7 @@ use rustls_pki_types::CertificateDer;
 use crate::error::{CertProblem, Error, Result};
 use crate::passport::{Attestation, Claims, ES256, PPT_SHAKEN, Passport, Signer};
 use crate::replay::ReplayCache;
-use crate::sip::{Party, split_params};
+use crate::sip::{Party, split_head};
 use crate::sti::{CertTrust, ChainDigest, chain_digest};
 use crate::verify::{RequestView, Standard, VerificationResult, Verified, check_fresh};
 
@@ -48,36 +48,13 @@ pub struct IdentityHeader {
 impl IdentityHeader {
     /// Parses an `Identity` header value in RFC 8224 form.
     pub fn parse(value: &str) -> Result<Self> {
-        let (token, params) = split_params(value.trim());
-        if token.is_empty()
-            || !token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            || token.split('.').count() != 3
-        {
-            return Err(Error::Malformed { what: "PASSporT" });
-        }
-        let mut header = Self {
-            token: token.to_owned(),
-            info: None,
-            alg: None,
-            ppt: None,
-        };
-        for (name, val) in params {
-            match name.as_str() {
-                "info" => {
-                    let uri = val
-                        .strip_prefix('<')
-                        .and_then(|v| v.strip_suffix('>'))
-                        .ok_or(Error::Malformed { what: "info" })?;
-                    header.info = Some(uri.trim().to_owned());
-                }
-                "alg" => header.alg = Some(val.to_owned()),
-                "ppt" => header.ppt = Some(val.to_owned()),
-                _ => {}
-            }
-        }
-        Ok(header)
+        let parts = HeaderParts::parse(value)?;
+        Ok(Self {
+            token: parts.token.to_owned(),
+            info: parts.info.map(str::to_owned),
+            alg: parts.alg.map(str::to_owned),
+            ppt: parts.ppt.map(str::to_owned),
+        })
     }
 
     /// Whether the token is in compact form (empty claims).
@@ -102,6 +79,54 @@ impl IdentityHeader {
             out.push_str(ppt);
         }
         out
+    }
+}
+
+/// [`IdentityHeader`] borrowing from the header value: what the verifier
+/// reads per call, without copying.
+#[derive(Debug, Clone, Copy)]
+struct HeaderParts<'a> {
+    token: &'a str,
+    info: Option<&'a str>,
+    alg: Option<&'a str>,
+    ppt: Option<&'a str>,
+}
+
+impl<'a> HeaderParts<'a> {
+    fn parse(value: &'a str) -> Result<Self> {
+        let (token, params) = split_head(value.trim());
+        let mut dots = 0;
+        let token_chars = token.bytes().all(|b| {
+            dots += usize::from(b == b'.');
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+        });
+        if token.is_empty() || !token_chars || dots != 2 {
+            return Err(Error::Malformed { what: "PASSporT" });
+        }
+        let mut header = Self {
+            token,
+            info: None,
+            alg: None,
+            ppt: None,
+        };
+        for (name, val) in params {
+            if name.eq_ignore_ascii_case("info") {
+                let uri = val
+                    .strip_prefix('<')
+                    .and_then(|v| v.strip_suffix('>'))
+                    .ok_or(Error::Malformed { what: "info" })?;
+                header.info = Some(uri.trim());
+            } else if name.eq_ignore_ascii_case("alg") {
+                header.alg = Some(val);
+            } else if name.eq_ignore_ascii_case("ppt") {
+                header.ppt = Some(val);
+            }
+        }
+        Ok(header)
+    }
+
+    fn is_compact(&self) -> bool {
+        self.token.contains("..")
     }
 }
 
@@ -140,13 +165,12 @@ impl Default for StirConfig {
 #[derive(Debug, Clone)]
 pub struct Pending {
     passport: Passport,
-    url: String,
 }
 
 impl Pending {
     /// The certificate URL to fetch (the `x5u`, equal to `info`).
     pub fn cert_url(&self) -> &str {
-        &self.url
+        &self.passport.header.x5u
     }
 
     /// The decoded PASSporT.
@@ -183,22 +207,24 @@ impl StirVerifier {
     /// the algorithm, the extension and the `iat` freshness at `now` (UNIX
     /// seconds), and returns the certificate URL to fetch.
     pub fn prepare(&self, identity: &str, req: &RequestView<'_>, now: u64) -> Result<Pending> {
-        let header = IdentityHeader::parse(identity)?;
-        if let Some(alg) = &header.alg
+        let header = HeaderParts::parse(identity)?;
+        if let Some(alg) = header.alg
             && alg != ES256
         {
-            return Err(Error::UnsupportedAlgorithm { alg: alg.clone() });
+            return Err(Error::UnsupportedAlgorithm {
+                alg: alg.to_owned(),
+            });
         }
         let passport = if header.is_compact() {
-            if header.ppt.as_deref() == Some(PPT_SHAKEN) {
+            if header.ppt == Some(PPT_SHAKEN) {
                 // attest and origid cannot be rebuilt from SIP headers.
                 return Err(Error::Malformed {
                     what: "SHAKEN PASSporT in compact form",
                 });
             }
-            Passport::decode_compact(&header.token, claims_from_request(req)?)?
+            Passport::decode_compact(header.token, claims_from_request(req)?)?
         } else {
-            Passport::decode(&header.token)?
+            Passport::decode(header.token)?
         };
         if passport.header.alg != ES256 {
             return Err(Error::UnsupportedAlgorithm {
@@ -208,7 +234,7 @@ impl StirVerifier {
         if passport.header.typ != "passport" {
             return Err(Error::Malformed { what: "typ" });
         }
-        match (passport.header.ppt.as_deref(), header.ppt.as_deref()) {
+        match (passport.header.ppt.as_deref(), header.ppt) {
             (Some(a), Some(b)) if a != b => return Err(Error::ClaimMismatch { claim: "ppt" }),
             (Some(PPT_SHAKEN), _) => {
                 if passport.claims.attest.is_none() || passport.claims.origid.is_none() {
@@ -227,14 +253,13 @@ impl StirVerifier {
                 return Err(Error::UnsupportedPpt { ppt: String::new() });
             }
         }
-        let url = passport.header.x5u.clone();
-        if let Some(info) = &header.info
-            && info != &url
+        if let Some(info) = header.info
+            && info != passport.header.x5u
         {
             return Err(Error::ClaimMismatch { claim: "x5u" });
         }
         check_fresh(passport.claims.iat, now, self.config.max_age)?;
-        Ok(Pending { passport, url })
+        Ok(Pending { passport })
     }
 
     /// Step 2: verifies `pending` with the certificate chain fetched from

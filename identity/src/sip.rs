@@ -62,31 +62,28 @@ impl Party {
     pub fn from_header(value: &str) -> Option<Self> {
         let spec = addr_spec(value)?;
         let (scheme, rest) = spec.split_once(':')?;
-        let scheme = scheme.to_ascii_lowercase();
-        match scheme.as_str() {
-            "tel" => {
-                let number = rest.split(';').next()?;
-                normalize_tn(number).map(Self::Tn)
-            }
-            "sip" | "sips" => {
-                if let Some((user, _host)) = rest.split_once('@') {
-                    let user = user.split(';').next()?;
-                    let user = user.split(':').next()?; // drop any password
-                    if let Some(tn) = normalize_tn(&percent_decode(user)) {
-                        return Some(Self::Tn(tn));
-                    }
+        if scheme.eq_ignore_ascii_case("tel") {
+            let number = rest.split(';').next()?;
+            normalize_tn(number).map(Self::Tn)
+        } else if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+            if let Some((user, _host)) = rest.split_once('@') {
+                let user = user.split(';').next()?;
+                let user = user.split(':').next()?; // drop any password
+                if let Some(tn) = normalize_tn(&percent_decode(user)) {
+                    return Some(Self::Tn(tn));
                 }
-                let bare = spec.split(['?']).next()?;
-                let bare = match bare.split_once('@') {
-                    Some((user, host)) => {
-                        let host = host.split(';').next()?;
-                        format!("{user}@{host}")
-                    }
-                    None => bare.split(';').next()?.to_owned(),
-                };
-                Some(Self::Uri(bare))
             }
-            _ => Some(Self::Uri(spec.to_owned())),
+            let bare = spec.split(['?']).next()?;
+            let bare = match bare.split_once('@') {
+                Some((user, host)) => {
+                    let host = host.split(';').next()?;
+                    format!("{user}@{host}")
+                }
+                None => bare.split(';').next()?.to_owned(),
+            };
+            Some(Self::Uri(bare))
+        } else {
+            Some(Self::Uri(spec.to_owned()))
         }
     }
 
@@ -122,9 +119,9 @@ pub fn normalize_tn(number: &str) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-fn percent_decode(s: &str) -> String {
+fn percent_decode(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains('%') {
-        return s.to_owned();
+        return std::borrow::Cow::Borrowed(s);
     }
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -141,7 +138,7 @@ fn percent_decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -158,30 +155,60 @@ fn hex(b: u8) -> Option<u8> {
 /// lower-cased; a parameter without `=` has an empty value. Quotes around a
 /// value are removed.
 pub(crate) fn split_params(value: &str) -> (&str, Vec<(String, &str)>) {
-    let mut parts = Vec::new();
-    let mut depth_angle = false;
-    let mut quoted = false;
-    let mut start = 0;
-    for (i, c) in value.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            '<' if !quoted => depth_angle = true,
-            '>' if !quoted => depth_angle = false,
-            ';' if !quoted && !depth_angle => {
-                parts.push(&value[start..i]);
-                start = i + 1;
+    let (head, params) = split_head(value);
+    let params = params
+        .map(|(name, val)| (name.to_ascii_lowercase(), val))
+        .collect();
+    (head, params)
+}
+
+/// [`split_params`] without allocating: the first element (trimmed) and an
+/// iterator over the parameters, whose names keep their case (compare them
+/// with `eq_ignore_ascii_case`).
+pub(crate) fn split_head(value: &str) -> (&str, Params<'_>) {
+    let mut params = Params { rest: Some(value) };
+    let head = params.next_part().unwrap_or_default().trim();
+    (head, params)
+}
+
+/// The parameters of a header value, see [`split_head`].
+pub(crate) struct Params<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Params<'a> {
+    /// The text up to the next `;` outside quotes and angle brackets.
+    fn next_part(&mut self) -> Option<&'a str> {
+        let rest = self.rest?;
+        let mut angle = false;
+        let mut quoted = false;
+        // The delimiters are ASCII, so scanning bytes finds the same places
+        // as scanning characters.
+        for (i, b) in rest.bytes().enumerate() {
+            match b {
+                b'"' => quoted = !quoted,
+                b'<' if !quoted => angle = true,
+                b'>' if !quoted => angle = false,
+                b';' if !quoted && !angle => {
+                    self.rest = Some(&rest[i + 1..]);
+                    return Some(&rest[..i]);
+                }
+                _ => {}
             }
-            _ => {}
         }
+        self.rest = None;
+        Some(rest)
     }
-    parts.push(&value[start..]);
-    let head = parts[0].trim();
-    let params = parts[1..]
-        .iter()
-        .filter_map(|p| {
-            let p = p.trim();
+}
+
+impl<'a> Iterator for Params<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let p = self.next_part()?.trim();
             if p.is_empty() {
-                return None;
+                continue;
             }
             let (name, val) = p.split_once('=').unwrap_or((p, ""));
             let val = val.trim();
@@ -189,10 +216,9 @@ pub(crate) fn split_params(value: &str) -> (&str, Vec<(String, &str)>) {
                 .strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(val);
-            Some((name.trim().to_ascii_lowercase(), val))
-        })
-        .collect();
-    (head, params)
+            return Some((name.trim(), val));
+        }
+    }
 }
 
 /// The host part of a SIP or SIPS URI (`sip:user@host:port;params`),

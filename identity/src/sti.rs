@@ -97,11 +97,11 @@ impl SigningCert {
         let Some(list) = &self.tn_auth else {
             return true;
         };
-        let numbered: Vec<&TnEntry> = list
+        let mut numbered = list
             .iter()
             .filter(|e| !matches!(e, TnEntry::Spc(_)))
-            .collect();
-        numbered.is_empty() || numbered.iter().any(|e| e.covers(tn))
+            .peekable();
+        numbered.peek().is_none() || numbered.any(|e| e.covers(tn))
     }
 }
 

@@ -553,3 +553,130 @@ fn identity_values_are_classified() {
         crate::Standard::Rfc4474
     );
 }
+
+/// What `Passport::decode` makes of hand-written header and claims JSON.
+fn decode_json(header: &str, claims: &str) -> crate::Result<Passport> {
+    use base64::Engine as _;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    Passport::decode(&format!(
+        "{}.{}.{}",
+        b64(header.as_bytes()),
+        b64(claims.as_bytes()),
+        b64(&[0; 64])
+    ))
+}
+
+fn malformed(r: crate::Result<Passport>) -> &'static str {
+    match r {
+        Err(Error::Malformed { what }) => what,
+        Err(Error::MissingInfo) => "x5u",
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn passport_json_reading_keeps_its_leniency_and_its_errors() {
+    const H: &str = r#"{"alg":"ES256","ppt":"shaken","typ":"passport","x5u":"https://a/b.pem"}"#;
+    const C: &str = r#"{"attest":"A","dest":{"tn":["12155550101"]},"iat":1800000000,"orig":{"tn":"12155550100"},"origid":"x"}"#;
+    let p = decode_json(H, C).unwrap();
+    assert_eq!(p.header.x5u, "https://a/b.pem");
+    assert_eq!(p.claims.orig, Party::Tn("12155550100".into()));
+    assert_eq!(p.claims.attest, Some(Attestation::A));
+
+    // Escapes, repeated members (the last counts), unknown members and
+    // members of another type than expected where that meant "absent".
+    let p = decode_json(
+        r#"{"alg":"ES256","ppt":7,"typ":{"x":[1]},"x5u":"x","x5u":"https:\/\/a\/b.pem","jku":[null]}"#,
+        r#"{"orig":{"tn":5,"uri":"sip:a@b"},"dest":{"uri":["sip:\u0063@d"],"tn":["+1 215"]},"iat":1,"iat":2,"rcd":{"nam":"x"}}"#,
+    )
+    .unwrap();
+    assert_eq!(p.header.x5u, "https://a/b.pem");
+    assert_eq!(p.header.ppt, None);
+    assert_eq!(p.header.typ, "passport");
+    assert_eq!(p.claims.orig, Party::Uri("sip:a@b".into()));
+    assert_eq!(
+        p.claims.dest,
+        vec![Party::Tn("1215".into()), Party::Uri("sip:c@d".into())]
+    );
+    assert_eq!(p.claims.iat, 2);
+    assert_eq!(p.claims.attest, None);
+
+    // Each member's own error.
+    assert_eq!(malformed(decode_json("[]", C)), "header");
+    assert_eq!(malformed(decode_json("{", C)), "header");
+    assert_eq!(malformed(decode_json(r#"{"x5u":"u"}"#, C)), "alg");
+    assert_eq!(malformed(decode_json(r#"{"alg":1,"x5u":"u"}"#, C)), "alg");
+    assert_eq!(
+        malformed(decode_json(r#"{"alg":"ES256","x5u":1}"#, C)),
+        "x5u"
+    );
+    assert_eq!(malformed(decode_json(H, "7")), "claims");
+    assert_eq!(malformed(decode_json(H, r#"{"a":1} x"#)), "claims");
+    let claims = |edit: &str| C.replacen(r#""iat":1800000000"#, edit, 1);
+    assert_eq!(malformed(decode_json(H, &claims(r#""iat":-1"#))), "iat");
+    assert_eq!(malformed(decode_json(H, &claims(r#""iat":1.5"#))), "iat");
+    assert_eq!(malformed(decode_json(H, &claims(r#""iat":"1""#))), "iat");
+    assert_eq!(
+        malformed(decode_json(H, &claims(r#""iat":1,"attest":null"#))),
+        "attest"
+    );
+    assert_eq!(
+        malformed(decode_json(H, &claims(r#""iat":1,"attest":"D""#))),
+        "attest"
+    );
+    assert_eq!(
+        malformed(decode_json(
+            H,
+            &C.replace(r#""origid":"x""#, r#""origid":[]"#)
+        )),
+        "origid"
+    );
+    let orig = |o: &str| C.replacen(r#""orig":{"tn":"12155550100"}"#, o, 1);
+    assert_eq!(malformed(decode_json(H, &orig(r#""orig":"x""#))), "orig");
+    assert_eq!(
+        malformed(decode_json(H, &orig(r#""orig":{"tn":"abc"}"#))),
+        "orig"
+    );
+    assert_eq!(malformed(decode_json(H, &orig(r#""orig":{}"#))), "orig");
+    let dest = |d: &str| C.replacen(r#""dest":{"tn":["12155550101"]}"#, d, 1);
+    assert_eq!(malformed(decode_json(H, &dest(r#""dest":[]"#))), "dest");
+    assert_eq!(malformed(decode_json(H, &dest(r#""dest":{}"#))), "dest");
+    assert_eq!(
+        malformed(decode_json(H, &dest(r#""dest":{"tn":"1"}"#))),
+        "dest"
+    );
+    assert_eq!(
+        malformed(decode_json(H, &dest(r#""dest":{"tn":[1]}"#))),
+        "dest"
+    );
+    assert_eq!(
+        malformed(decode_json(H, &dest(r#""dest":{"uri":[null]}"#))),
+        "dest"
+    );
+    assert_eq!(
+        malformed(decode_json(H, &dest(r#""dest":{"tn":[]}"#))),
+        "dest"
+    );
+    // Claims larger than the stack buffer take the heap.
+    let big = dest(&format!(
+        r#""dest":{{"uri":["sip:{}@d"]}}"#,
+        "u".repeat(3000)
+    ));
+    assert_eq!(decode_json(H, &big).unwrap().claims.dest.len(), 1);
+}
+
+#[test]
+fn identity_header_parameters() {
+    let h = IdentityHeader::parse(
+        r#" a.b.c ; INFO = < https://x/y.pem > ;alg="ES256";; ppt=shaken;info=<https://x/z.pem>;x="a;b" "#,
+    )
+    .unwrap();
+    assert_eq!(h.token, "a.b.c");
+    assert_eq!(h.info.as_deref(), Some("https://x/z.pem"));
+    assert_eq!(h.alg.as_deref(), Some("ES256"));
+    assert_eq!(h.ppt.as_deref(), Some("shaken"));
+    assert!(IdentityHeader::parse("a.b;info=<x>").is_err());
+    assert!(IdentityHeader::parse("a.b.c.d;info=<x>").is_err());
+    assert!(IdentityHeader::parse("a.b.c;info=x").is_err());
+    assert!(IdentityHeader::parse("a.b!.c").is_err());
+}
