@@ -31,7 +31,7 @@ const B: &str = "198.51.100.7:5060";
 const CALLS: u64 = 10_000;
 
 /// The budget per held call (server INVITE + client INVITE + context).
-const BUDGET: usize = 12 * 1024;
+const BUDGET: usize = 4096;
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()

@@ -313,11 +313,13 @@ enum TimerRef {
 pub struct Proxy {
     config: ProxyConfig,
     counter: u64,
-    servers: Map<ServerKey, ServerEntry>,
-    clients: Map<ClientKey, ClientEntry>,
+    // Entries are boxed: a map keeps up to half its slots free, and a slot
+    // of a pointer costs less than an empty slot of an entry.
+    servers: Map<ServerKey, Box<ServerEntry>>,
+    clients: Map<ClientKey, Box<ClientEntry>>,
     /// Client transactions by the id in their transmissions' token.
     client_ids: Map<u64, ClientKey>,
-    contexts: Map<u64, Context>,
+    contexts: Map<u64, Box<Context>>,
     pending_routes: Map<u64, u64>,
     stateless_routes: Map<u64, (Message, Flow, bool)>,
     timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
@@ -633,14 +635,14 @@ impl Proxy {
         let response_to = response_address(req, flow);
         self.servers.insert(
             key.clone(),
-            ServerEntry {
+            Box::new(ServerEntry {
                 txn,
                 flow: flow.clone(),
                 response_to,
                 request: Held::Parsed(req.clone()),
                 ctx: None,
                 armed: None,
-            },
+            }),
         );
     }
 
@@ -740,7 +742,7 @@ impl Proxy {
         let call_id = range_in(routed.as_bytes(), routed.call_id().as_bytes());
         self.contexts.insert(
             ctx_id,
-            Context {
+            Box::new(Context {
                 server: key.clone(),
                 request: Held::Parsed(routed.clone()),
                 method,
@@ -759,7 +761,7 @@ impl Proxy {
                 attempts: 0,
                 branches: 0,
                 hide,
-            },
+            }),
         );
         if let Some(entry) = self.servers.get_mut(&key) {
             entry.ctx = Some(ctx_id);
@@ -1050,7 +1052,19 @@ impl Proxy {
             ctx.next_target += 1;
             ctx.attempts += 1;
             match self.send_to_target(now, ctx_id, index) {
-                Ok(()) => return,
+                Ok(()) => {
+                    if let Some(ctx) = self.contexts.get_mut(&ctx_id)
+                        && ctx.next_target >= ctx.targets.len()
+                    {
+                        // The last target is on its way: nothing is
+                        // forwarded again, so the list and the header edits
+                        // need not be held while the call rings.
+                        ctx.targets = Vec::new();
+                        ctx.remove_headers = Vec::new();
+                        ctx.add_headers = Vec::new();
+                    }
+                    return;
+                }
                 Err(()) => continue,
             }
         }
@@ -1223,7 +1237,7 @@ impl Proxy {
         self.client_ids.insert(id, key.clone());
         self.clients.insert(
             key,
-            ClientEntry {
+            Box::new(ClientEntry {
                 txn,
                 ctx,
                 target,
@@ -1233,7 +1247,7 @@ impl Proxy {
                 request,
                 armed: None,
                 id,
-            },
+            }),
         );
     }
 
@@ -1805,7 +1819,7 @@ fn reliability(transport: Transport) -> Reliability {
 }
 
 /// The request of a context, for hiding bookkeeping.
-fn req_for_hiding(contexts: &Map<u64, Context>, ctx_id: u64) -> Option<Message> {
+fn req_for_hiding(contexts: &Map<u64, Box<Context>>, ctx_id: u64) -> Option<Message> {
     contexts.get(&ctx_id).and_then(|c| c.request.message())
 }
 
