@@ -680,3 +680,38 @@ fn identity_header_parameters() {
     assert!(IdentityHeader::parse("a.b.c;info=x").is_err());
     assert!(IdentityHeader::parse("a.b!.c").is_err());
 }
+
+#[test]
+fn replay_of_the_same_signature_with_s_negated_is_a_replay() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let s = sti(|_| {});
+    let v = verifier(&s.ca);
+    let value = signer(&s.leaf)
+        .sign_shaken(&req(), Attestation::A, ORIGID, NOW)
+        .unwrap();
+    let (jws, params) = value.split_once(';').unwrap();
+    let (input, sig) = jws.rsplit_once('.').unwrap();
+    let mut sig = b64.decode(sig).unwrap();
+    // s' = n - s (P-256 group order n) gives (r, s'), which verifies too.
+    const N: [u8; 32] = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63,
+        0x25, 0x51,
+    ];
+    let mut borrow = 0i16;
+    for i in (0..32).rev() {
+        let d = i16::from(N[i]) - i16::from(sig[32 + i]) - borrow;
+        borrow = i16::from(d < 0);
+        sig[32 + i] = d.rem_euclid(256) as u8;
+    }
+    let malleated = format!("{input}.{};{params}", b64.encode(&sig));
+    assert_ne!(malleated, value);
+    let chain = [s.leaf.der.clone()];
+    verify(&v, &value, &req(), &chain, NOW).unwrap();
+    let again = verify(&v, &malleated, &req(), &chain, NOW + 1).unwrap_err();
+    assert!(matches!(again, Error::Replay), "{again:?}");
+    // Checked on a fresh verifier: the re-encoded signature is valid, so
+    // only the replay cache stops it.
+    verify(&verifier(&s.ca), &malleated, &req(), &chain, NOW).unwrap();
+}
