@@ -35,10 +35,14 @@ pub struct Editor {
 impl Message {
     /// Starts modifying a copy of this message.
     pub fn edit(&self) -> Editor {
+        // Room for the few fields a proxy adds (Via, Record-Route) without
+        // growing the list.
+        let mut entries = Vec::with_capacity(self.p.fields.len() + 4);
+        entries.extend((0..self.p.fields.len()).map(Entry::Orig));
         Editor {
             msg: self.clone(),
             start_line: None,
-            entries: (0..self.p.fields.len()).map(Entry::Orig).collect(),
+            entries,
             body: None,
         }
     }
@@ -63,7 +67,13 @@ impl Editor {
     /// Replaces the Request-URI (requests only; ignored for responses).
     pub fn set_request_uri(&mut self, uri: &Uri) -> &mut Self {
         if let Some(m) = self.msg.method() {
-            self.start_line = Some(format!("{m} {uri} SIP/2.0"));
+            // Sized once: the URI is written piece by piece.
+            let mut s = String::with_capacity(m.as_str().len() + 96);
+            s.push_str(m.as_str());
+            s.push(' ');
+            let _ = write!(s, "{uri}");
+            s.push_str(" SIP/2.0");
+            self.start_line = Some(s);
         }
         self
     }
@@ -148,16 +158,23 @@ impl Editor {
     fn drop_value(&mut self, pos: usize, first: bool) {
         let entry = self.entries[pos].clone();
         let value = self.value_of(&entry);
-        let items: Vec<(usize, usize)> = split_list(value).filter(|(a, e)| a < e).collect();
-        if items.len() <= 1 {
+        let mut items = split_list(value).filter(|(a, e)| a < e);
+        // The kept values, relative to `value`: from the second value on,
+        // or up to the one before the last. A single value: the entry goes.
+        let kept = if first {
+            items.nth(1).map(|second| (second.0, value.len()))
+        } else {
+            let mut before_last = None;
+            let mut last = None;
+            for item in items {
+                before_last = last;
+                last = Some(item);
+            }
+            before_last.map(|b: (usize, usize)| (0, b.1))
+        };
+        let Some((keep_start, keep_end)) = kept else {
             self.entries.remove(pos);
             return;
-        }
-        // The kept values, relative to `value`.
-        let (keep_start, keep_end) = if first {
-            (items[1].0, value.len())
-        } else {
-            (0, items[items.len() - 2].1)
         };
         self.entries[pos] = match entry {
             Entry::Orig(idx) => {
@@ -193,30 +210,39 @@ impl Editor {
     /// Replaces all fields of that name with one field (in the place of the
     /// first, or appended when there is none).
     pub fn set_header(&mut self, name: HeaderName, value: &str) -> &mut Self {
-        let new = Entry::New {
-            name: name.clone(),
-            value: value.to_owned(),
+        let fields = &self.msg.p.fields;
+        let is_name = |e: &Entry| match e {
+            Entry::Orig(i) | Entry::Slice { idx: i, .. } => fields[*i].name == name,
+            Entry::New { name: n, .. } => *n == name,
         };
-        // One linear pass: many fields of one name cost no more than one.
-        let mut new = Some(new);
-        let mut out = Vec::with_capacity(self.entries.len() + 1);
-        for e in &self.entries {
-            if self.name_of(e) == &name {
-                if let Some(n) = new.take() {
-                    out.push(n);
-                }
-            } else {
-                out.push(e.clone());
+        // In place, in one pass after the first match: many fields of one
+        // name cost no more than one, and nothing else is cloned.
+        match self.entries.iter().position(is_name) {
+            None => self.entries.push(Entry::New {
+                name,
+                value: value.to_owned(),
+            }),
+            Some(first) => {
+                let mut k = 0;
+                self.entries.retain(|e| {
+                    let keep = k <= first || !is_name(e);
+                    k += 1;
+                    keep
+                });
+                self.entries[first] = Entry::New {
+                    name,
+                    value: value.to_owned(),
+                };
             }
         }
-        out.extend(new);
-        self.entries = out;
         self
     }
 
     /// Sets Max-Forwards.
     pub fn set_max_forwards(&mut self, n: u32) -> &mut Self {
-        self.set_header(HeaderName::MaxForwards, &n.to_string())
+        let mut s = String::with_capacity(10);
+        let _ = super::uri::write_u32(&mut s, n);
+        self.set_header(HeaderName::MaxForwards, &s)
     }
 
     /// Replaces the body. With `Some(content_type)` Content-Type is set; with

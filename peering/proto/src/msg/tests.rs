@@ -905,3 +905,24 @@ fn hostname_scan_agrees_with_host_validation() {
     assert!(Uri::validate("sipx:a@b").is_ok());
     assert!(Uri::validate("sip").is_err());
 }
+
+#[test]
+fn ipv4_hosts_display_like_std() {
+    for a in [
+        [0u8, 0, 0, 0],
+        [10, 0, 0, 7],
+        [255, 255, 255, 255],
+        [1, 20, 100, 109],
+        [192, 0, 2, 99],
+    ] {
+        let ip = std::net::Ipv4Addr::from(a);
+        assert_eq!(Host::V4(ip).to_string(), ip.to_string());
+    }
+    let u: Uri = "sip:alice:pw@10.0.0.7:5060;transport=tcp;lr?subject=x&h=y"
+        .parse()
+        .unwrap();
+    assert_eq!(
+        u.to_string(),
+        "sip:alice:pw@10.0.0.7:5060;transport=tcp;lr?subject=x&h=y"
+    );
+}

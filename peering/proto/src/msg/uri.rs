@@ -126,7 +126,28 @@ impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Domain(d) => f.write_str(d),
-            Self::V4(a) => write!(f, "{a}"),
+            Self::V4(a) => {
+                // Dotted quad into one buffer, written at once.
+                let mut buf = [0u8; 15];
+                let mut n = 0;
+                for (k, o) in a.octets().into_iter().enumerate() {
+                    if k > 0 {
+                        buf[n] = b'.';
+                        n += 1;
+                    }
+                    if o >= 100 {
+                        buf[n] = b'0' + o / 100;
+                        n += 1;
+                    }
+                    if o >= 10 {
+                        buf[n] = b'0' + o / 10 % 10;
+                        n += 1;
+                    }
+                    buf[n] = b'0' + o % 10;
+                    n += 1;
+                }
+                f.write_str(std::str::from_utf8(&buf[..n]).unwrap_or_default())
+            }
             Self::V6(a) => write!(f, "[{a}]"),
         }
     }
@@ -153,9 +174,11 @@ pub(crate) fn find_param<'a>(params: &'a Params, name: &str) -> Option<Option<&'
 
 pub(crate) fn write_params(f: &mut fmt::Formatter<'_>, params: &Params) -> fmt::Result {
     for (n, v) in params {
-        match v {
-            Some(v) => write!(f, ";{n}={v}")?,
-            None => write!(f, ";{n}")?,
+        f.write_str(";")?;
+        f.write_str(n)?;
+        if let Some(v) = v {
+            f.write_str("=")?;
+            f.write_str(v)?;
         }
     }
     Ok(())
@@ -710,25 +733,47 @@ pub(crate) fn parse_port(s: &str) -> Option<u16> {
 }
 
 impl fmt::Display for SipUri {
+    // Pieces written directly: no format arguments on the proxy's path.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:", self.scheme.as_str())?;
+        f.write_str(self.scheme.as_str())?;
+        f.write_str(":")?;
         if let Some(u) = &self.user {
             f.write_str(u)?;
             if let Some(p) = &self.password {
-                write!(f, ":{p}")?;
+                f.write_str(":")?;
+                f.write_str(p)?;
             }
             f.write_str("@")?;
         }
-        write!(f, "{}", self.host)?;
+        self.host.fmt(f)?;
         if let Some(p) = self.port {
-            write!(f, ":{p}")?;
+            f.write_str(":")?;
+            write_u32(f, p.into())?;
         }
         write_params(f, &self.params)?;
         for (i, (n, v)) in self.headers.iter().enumerate() {
-            write!(f, "{}{n}={v}", if i == 0 { '?' } else { '&' })?;
+            f.write_str(if i == 0 { "?" } else { "&" })?;
+            f.write_str(n)?;
+            f.write_str("=")?;
+            f.write_str(v)?;
         }
         Ok(())
     }
+}
+
+/// Writes `n` in decimal without the formatting machinery.
+pub(crate) fn write_u32(f: &mut impl fmt::Write, mut n: u32) -> fmt::Result {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    f.write_str(std::str::from_utf8(&buf[i..]).unwrap_or_default())
 }
 
 impl FromStr for SipUri {
