@@ -253,8 +253,6 @@ struct ClientEntry {
     cancel_pending: bool,
     /// Timer C fired on this branch: its final response counts as 408.
     timed_out: bool,
-    /// The request forwarded on this branch (to build CANCEL from).
-    request: Bytes,
     armed: Option<Instant>,
     /// The id of its transmissions' token.
     id: u64,
@@ -1009,10 +1007,12 @@ impl Proxy {
             return;
         }
         entry.cancel_pending = false;
-        let Some(cancel) = Message::parse(entry.request.clone())
-            .ok()
-            .and_then(|invite| build_cancel(&invite))
-        else {
+        // The INVITE as forwarded, from the transaction that holds it.
+        let invite = match &entry.txn {
+            ClientTxn::Invite(t) => t.request().and_then(Wire::message),
+            ClientTxn::NonInvite(_) => None,
+        };
+        let Some(cancel) = invite.and_then(|invite| build_cancel(&invite)) else {
             return;
         };
         let target = entry.target.clone();
@@ -1020,14 +1020,13 @@ impl Proxy {
         if self.clients.contains_key(&cancel_key) {
             return;
         }
-        let bytes = cancel.to_bytes();
         let txn = ClientTxn::NonInvite(ClientNonInvite::new(
             now,
             cancel.into(),
             reliability(target.transport),
             self.config.timers,
         ));
-        self.insert_client(cancel_key.clone(), txn, None, target, bytes);
+        self.insert_client(cancel_key.clone(), txn, None, target);
         self.drive_client(now, &cancel_key);
     }
 
@@ -1154,19 +1153,19 @@ impl Proxy {
         let txn = if method == Method::Invite {
             ClientTxn::Invite(ClientInvite::new(
                 now,
-                Wire::bytes(forwarded.clone()),
+                Wire::bytes(forwarded),
                 reliability,
                 self.config.timers,
             ))
         } else {
             ClientTxn::NonInvite(ClientNonInvite::new(
                 now,
-                Wire::bytes(forwarded.clone()),
+                Wire::bytes(forwarded),
                 reliability,
                 self.config.timers,
             ))
         };
-        self.insert_client(key.clone(), txn, Some(ctx_id), dest, forwarded);
+        self.insert_client(key.clone(), txn, Some(ctx_id), dest);
         if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
             ctx.active = Some(key.clone());
             if !hide {
@@ -1222,14 +1221,7 @@ impl Proxy {
         self.hidden.len()
     }
 
-    fn insert_client(
-        &mut self,
-        key: ClientKey,
-        txn: ClientTxn,
-        ctx: Option<u64>,
-        target: Dest,
-        request: Bytes,
-    ) {
+    fn insert_client(&mut self, key: ClientKey, txn: ClientTxn, ctx: Option<u64>, target: Dest) {
         let id = self.next_id();
         if let Some(ctx) = ctx.and_then(|c| self.contexts.get_mut(&c)) {
             ctx.branches += 1;
@@ -1244,7 +1236,6 @@ impl Proxy {
                 got_provisional: false,
                 cancel_pending: false,
                 timed_out: false,
-                request,
                 armed: None,
                 id,
             }),

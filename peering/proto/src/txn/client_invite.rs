@@ -232,6 +232,15 @@ impl<M: TxnMessage> ClientInvite<M> {
         }
     }
 
+    /// The request, while no final response has arrived (Calling and
+    /// Proceeding): what a CANCEL is built from (§9.1).
+    pub fn request(&self) -> Option<&M> {
+        match &self.state {
+            State::Calling { request, .. } | State::Proceeding { request } => Some(request),
+            _ => None,
+        }
+    }
+
     /// The next message to pass to the transport.
     pub fn poll_transmit(&mut self) -> Option<M> {
         self.out.transmit.pop_front()
