@@ -118,6 +118,43 @@ struct Singles {
     expires: Option<usize>,
 }
 
+/// Records one header field `(name_start, name_end, colon, end)`: value
+/// trimmed of LWS, name mapped, single-valued headers counted.
+#[inline(always)]
+fn finish_field(
+    b: &[u8],
+    singles: &mut Singles,
+    c: (usize, usize, usize, usize),
+    fields: &mut Vec<Field>,
+) -> Result<(), ParseError> {
+    let (ns, ne, colon, end) = c;
+    let raw = &b[colon + 1..end];
+    let vs = colon + 1 + raw.iter().position(|c| !is_lws(*c)).unwrap_or(raw.len());
+    let ve = vs
+        + b[vs..end]
+            .iter()
+            .rposition(|c| !is_lws(*c))
+            .map_or(0, |p| p + 1);
+    let name = HeaderName::from_wire_bytes(&b[ns..ne]);
+    if let Some(slot) = singles.slot(&name) {
+        if slot.is_some() {
+            return Err(ParseError::RepeatedHeader {
+                name: name.static_name(),
+            });
+        }
+        *slot = Some(fields.len());
+    }
+    fields.push(Field {
+        name,
+        ns: to_u32(ns),
+        ne: to_u32(ne),
+        vs: to_u32(vs),
+        ve: to_u32(ve),
+        end: to_u32(end),
+    });
+    Ok(())
+}
+
 impl Singles {
     fn slot(&mut self, name: &HeaderName) -> Option<&mut Option<usize>> {
         Some(match name {
@@ -268,34 +305,6 @@ impl Message {
         // (name_start, name_end, colon, end)
         let mut cur: Option<(usize, usize, usize, usize)> = None;
         let mut singles = Singles::default();
-        let mut finish = |c: (usize, usize, usize, usize), fields: &mut Vec<Field>| {
-            let (ns, ne, colon, end) = c;
-            let raw = &b[colon + 1..end];
-            let vs = colon + 1 + raw.iter().position(|c| !is_lws(*c)).unwrap_or(raw.len());
-            let ve = vs
-                + b[vs..end]
-                    .iter()
-                    .rposition(|c| !is_lws(*c))
-                    .map_or(0, |p| p + 1);
-            let name = HeaderName::from_wire_bytes(&b[ns..ne]);
-            if let Some(slot) = singles.slot(&name) {
-                if slot.is_some() {
-                    return Err(ParseError::RepeatedHeader {
-                        name: name.static_name(),
-                    });
-                }
-                *slot = Some(fields.len());
-            }
-            fields.push(Field {
-                name,
-                ns: to_u32(ns),
-                ne: to_u32(ne),
-                vs: to_u32(vs),
-                ve: to_u32(ve),
-                end: to_u32(end),
-            });
-            Ok(())
-        };
         // A CR not followed by LF is reported after the header section (as
         // the count of CRs against LFs did), so that a bad line before it
         // keeps its own error.
@@ -331,7 +340,7 @@ impl Message {
                 }
             } else {
                 if let Some(c) = cur.take() {
-                    finish(c, &mut fields)?;
+                    finish_field(b, &mut singles, c, &mut fields)?;
                 }
                 let ne = skip_table(&b[..le], pos, &CLASS, TOKEN);
                 let mut i = ne;
@@ -346,7 +355,7 @@ impl Message {
             pos = lf + 1;
         };
         if let Some(c) = cur.take() {
-            finish(c, &mut fields)?;
+            finish_field(b, &mut singles, c, &mut fields)?;
         }
         let body_start = head_end + 2;
         let head = std::str::from_utf8(&b[..head_end]).map_err(|_| ParseError::NotUtf8)?;

@@ -357,20 +357,31 @@ pub(crate) fn scan_via(s: &str) -> Option<ViaParts<'_>> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut parts = [(0, 0); 3];
-    for (k, part) in parts.iter_mut().enumerate() {
-        if k > 0 {
-            i = skip_lws(b, i);
-            if b.get(i) != Some(&b'/') {
-                return None;
-            }
-            i = skip_lws(b, i + 1);
-        }
-        let st = i;
-        i = skip_token(b, i);
+    if b.len() > 8 && b[..4].eq_ignore_ascii_case(b"SIP/") && &b[4..8] == b"2.0/" {
+        // The usual spelling: only the transport is left to scan (the
+        // general loop below finds the same parts).
+        let st = skip_lws(b, 8);
+        i = skip_token(b, st);
         if i == st {
             return None;
         }
-        *part = (st, i);
+        parts = [(0, 3), (4, 7), (st, i)];
+    } else {
+        for (k, part) in parts.iter_mut().enumerate() {
+            if k > 0 {
+                i = skip_lws(b, i);
+                if b.get(i) != Some(&b'/') {
+                    return None;
+                }
+                i = skip_lws(b, i + 1);
+            }
+            let st = i;
+            i = skip_token(b, i);
+            if i == st {
+                return None;
+            }
+            *part = (st, i);
+        }
     }
     if !s[parts[0].0..parts[0].1].eq_ignore_ascii_case("SIP") || &s[parts[1].0..parts[1].1] != "2.0"
     {
