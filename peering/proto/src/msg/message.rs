@@ -171,6 +171,23 @@ impl Singles {
     }
 }
 
+/// `s` holds the message from offset `base`: the text of message range `r`
+/// (field ranges lie after `base` and end on ASCII delimiters).
+fn sub(s: &str, base: usize, r: Range<usize>) -> &str {
+    s.get(r.start - base..r.end - base).unwrap_or_default()
+}
+
+/// Visible ASCII (`%x21-7E`), for Call-ID.
+static GRAPHIC: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0x21;
+    while c < 0x7f {
+        t[c] = 1;
+        c += 1;
+    }
+    t
+};
+
 fn utf8(b: &[u8]) -> &str {
     // The header section is validated as UTF-8 at parse time and every range
     // ends on an ASCII delimiter, so this never falls back.
@@ -358,7 +375,10 @@ impl Message {
             finish_field(b, &mut singles, c, &mut fields)?;
         }
         let body_start = head_end + 2;
-        let head = std::str::from_utf8(&b[..head_end]).map_err(|_| ParseError::NotUtf8)?;
+        // The start line was validated above: the rest of the section now
+        // (it starts at the start line's CR, a character boundary).
+        let rest = std::str::from_utf8(&b[sl_end..head_end]).map_err(|_| ParseError::NotUtf8)?;
+        let head = |r: Range<usize>| sub(rest, sl_end, r);
         if bare_cr {
             return Err(ParseError::BareLineBreak);
         }
@@ -367,7 +387,7 @@ impl Message {
         let available = buf.len() - body_start;
         let body = match singles.content_length {
             Some(i) => {
-                let cl = parse_content_length(&head[fields[i].value()])?;
+                let cl = parse_content_length(head(fields[i].value()))?;
                 if cl > available {
                     return Err(ParseError::BodyTooShort {
                         declared: cl,
@@ -380,12 +400,12 @@ impl Message {
         };
 
         let is_request = matches!(start, Start::Request { .. });
-        let value = |i: usize| &head[fields[i].value()];
+        let value = |i: usize| head(fields[i].value());
 
         // Via: every value must parse; the first is kept.
         let mut top_via_range = None;
         for f in fields.iter().filter(|f| matches!(f.name, HeaderName::Via)) {
-            let v = &head[f.value()];
+            let v = head(f.value());
             for (a, e) in split_list(v) {
                 scan_via(&v[a..e]).ok_or(ParseError::BadVia)?;
                 if top_via_range.is_none() {
@@ -409,7 +429,7 @@ impl Message {
             .call_id
             .ok_or(ParseError::MissingHeader { name: "Call-ID" })?;
         let cv = value(ci);
-        if cv.is_empty() || !cv.bytes().all(|c| c.is_ascii_graphic()) {
+        if cv.is_empty() || skip_table(cv.as_bytes(), 0, &GRAPHIC, 1) != cv.len() {
             return Err(ParseError::BadHeaderValue { name: "Call-ID" });
         }
         let call_id = fields[ci].value();
@@ -454,7 +474,7 @@ impl Message {
                 }
             }
             for f in &fields {
-                let v = &head[f.value()];
+                let v = head(f.value());
                 match f.name {
                     HeaderName::Date if !is_rfc1123_date(v) => return Err(bad(&f.name)),
                     HeaderName::Contact if v != "*" => check_addr_list(v, &f.name)?,
