@@ -556,10 +556,7 @@ impl IdentityScreen {
                 info.identity_verdict = IdentityVerdict::Valid {
                     attestation: attest.and_then(|a| a.as_str().chars().next()),
                 };
-                info.identity = Some(match attest {
-                    Some(a) => format!("{} valid attest={}", result.standard.as_str(), a.as_str()),
-                    None => format!("{} valid", result.standard.as_str()),
-                });
+                info.identity = Some(valid_token(result.standard, attest).to_owned());
                 if let Some(a) = attest
                     && !self.attestations.contains(&a)
                 {
@@ -640,6 +637,21 @@ impl IdentityScreen {
             }
         }
         Ok(())
+    }
+}
+
+/// The CDR token of a valid identity: `<standard> valid[ attest=<level>]`.
+fn valid_token(standard: Standard, attest: Option<Attestation>) -> &'static str {
+    use Attestation as A;
+    match (standard, attest) {
+        (Standard::Rfc8224, None) => "rfc8224 valid",
+        (Standard::Rfc8224, Some(A::A)) => "rfc8224 valid attest=A",
+        (Standard::Rfc8224, Some(A::B)) => "rfc8224 valid attest=B",
+        (Standard::Rfc8224, Some(A::C)) => "rfc8224 valid attest=C",
+        (Standard::Rfc4474, None) => "rfc4474 valid",
+        (Standard::Rfc4474, Some(A::A)) => "rfc4474 valid attest=A",
+        (Standard::Rfc4474, Some(A::B)) => "rfc4474 valid attest=B",
+        (Standard::Rfc4474, Some(A::C)) => "rfc4474 valid attest=C",
     }
 }
 

@@ -282,3 +282,19 @@ async fn node_signature_round_trips_and_pai_is_screened() {
     let (result, _) = run(&screen, &route_request(invite(""), "198.51.100.1:5060")).await;
     assert_eq!(result.expect_err("428").status, 428);
 }
+
+#[test]
+fn valid_tokens_name_standard_and_attestation() {
+    for standard in [Standard::Rfc8224, Standard::Rfc4474] {
+        assert_eq!(
+            valid_token(standard, None),
+            format!("{} valid", standard.as_str())
+        );
+        for a in [Attestation::A, Attestation::B, Attestation::C] {
+            assert_eq!(
+                valid_token(standard, Some(a)),
+                format!("{} valid attest={}", standard.as_str(), a.as_str())
+            );
+        }
+    }
+}
