@@ -11,6 +11,11 @@ use peering_loadgen::error::Error;
 use peering_loadgen::numbers::Numbers;
 use peering_loadgen::run::{self, ClientTls, ServerTls, UacJob, UasJob};
 use peering_loadgen::sip::Transport;
+
+// Many small buffers per call from one thread per worker: mimalloc keeps
+// the generator's own cost low (glibc's arenas trim with mprotect).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use peering_loadgen::stats::{Stats, Summary};
 use peering_loadgen::uac::{IdentityHook, UacConfig, UacCore};
 use peering_loadgen::uas::{Mix, UasConfig, UasCore, UasStats};

@@ -320,8 +320,20 @@ async fn core_loop(
     } = parts;
     let (route_tx, mut route_rx) = mpsc::unbounded_channel::<(RouteId, RouteDecision)>();
     let mut drain_until: Option<tokio::time::Instant> = None;
+    // One timer for the proxy's next deadline, moved only when that
+    // deadline changes (a new timer per turn of the loop would be inserted
+    // into and removed from the runtime's timer wheel at every message).
+    let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<tokio::time::Instant> = None;
     loop {
         let deadline = proxy.poll_timeout().map(tokio::time::Instant::from_std);
+        if deadline != armed {
+            if let Some(at) = deadline {
+                timer.as_mut().reset(at);
+            }
+            armed = deadline;
+        }
         tokio::select! {
             biased;
             changed = shutdown.changed(), if drain_until.is_none() => {
@@ -358,7 +370,8 @@ async fn core_loop(
                     }
                 }
             }
-            () = sleep_until(deadline) => {
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
                 proxy.handle_timeout(now());
             }
             () = sleep_until(drain_until) => {

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use peering_proto::msg::{HeaderName, Host, Message, Uri};
+use peering_proto::msg::{HeaderName, Host, Message, Scheme, Uri};
 use peering_proto::proxy::{Flow, Rejection, RouteDecision, RouteKind, Target, Transport};
 
 use crate::config::RouteEntry;
@@ -374,7 +374,7 @@ pub async fn resolve_uri(uri: &Uri) -> Result<Vec<Target>, Rejection> {
     let Uri::Sip(sip) = uri else {
         return Err(Rejection::new(416, "Unsupported URI Scheme"));
     };
-    let sips = uri.to_string().starts_with("sips:");
+    let sips = sip.scheme == Scheme::Sips;
     let transport = match sip.transport() {
         Some(t) => Transport::from_token(t)
             .ok_or_else(|| Rejection::new(503, "Unsupported Transport To Next Hop"))?,
@@ -387,21 +387,34 @@ pub async fn resolve_uri(uri: &Uri) -> Result<Vec<Target>, Rejection> {
     } else {
         5060
     };
-    let host = sip
-        .maddr()
-        .map_or_else(|| sip.host.to_string(), str::to_owned);
     let port = sip.port.unwrap_or(default_port);
     let server_name = match &sip.host {
         Host::Domain(d) => Some(d.clone()),
         _ => None,
     };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let addrs: Vec<SocketAddr> = if let Ok(ip) = bare.parse::<IpAddr>() {
-        vec![SocketAddr::new(ip, port)]
-    } else {
-        match tokio::net::lookup_host((bare, port)).await {
-            Ok(addrs) => addrs.collect(),
-            Err(_) => return Err(Rejection::new(503, "Next Hop Not Resolvable")),
+    // Numeric hosts (the usual case for a configured next hop) need no
+    // formatting or resolver round trip.
+    let numeric = match (sip.maddr(), &sip.host) {
+        (Some(maddr), _) => maddr
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .ok(),
+        (None, Host::V4(ip)) => Some(IpAddr::V4(*ip)),
+        (None, Host::V6(ip)) => Some(IpAddr::V6(*ip)),
+        (None, Host::Domain(d)) => d.parse::<IpAddr>().ok(),
+    };
+    let addrs: Vec<SocketAddr> = match numeric {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => {
+            let host = sip
+                .maddr()
+                .map_or_else(|| sip.host.to_string(), str::to_owned);
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            match tokio::net::lookup_host((bare, port)).await {
+                Ok(addrs) => addrs.collect(),
+                Err(_) => return Err(Rejection::new(503, "Next Hop Not Resolvable")),
+            }
         }
     };
     if addrs.is_empty() {

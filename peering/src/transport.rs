@@ -15,11 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd as _, RawFd};
+
 use bytes::{Bytes, BytesMut};
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
 use peering_proto::msg::{self, Frame, Message, StreamDecoder};
 use peering_proto::proxy::{ConnId, Flow, Transmit, TransmitToken, Transport};
 use rustls_pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -219,53 +223,76 @@ impl Transports {
     }
 
     async fn udp_loop(self, endpoint: UdpEndpoint) {
-        let mut buf = vec![0u8; 65_535];
+        let mut batch = RecvBatch::new();
+        let fd = endpoint.socket.as_raw_fd();
         loop {
-            let (len, remote) = match endpoint.socket.recv_from(&mut buf).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // ICMP errors surface here on some systems; keep serving.
-                    debug!(error = %e, "udp receive error");
-                    continue;
-                }
-            };
-            if self.input.is_closed() {
+            if let Err(e) = endpoint.socket.readable().await {
+                warn!(error = %e, local = %endpoint.local, "udp socket failed");
                 return;
             }
-            if !self.admits(remote.ip()) {
-                continue;
-            }
-            let data = &buf[..len];
-            if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
-                // Keep-alive or padding.
-                continue;
-            }
-            let flow = Flow {
-                transport: Transport::Udp,
-                local: endpoint.local,
-                remote,
-                conn: None,
-            };
-            self.metrics
-                .messages_received
-                .fetch_add(1, Ordering::Relaxed);
-            match Message::parse(Bytes::copy_from_slice(data)) {
-                Ok(message) => {
-                    if self
-                        .input
-                        .send(Input::Message(message, flow))
+            // Drain the socket: one system call takes up to RECV_BATCH
+            // datagrams, and one wake-up handles everything queued.
+            loop {
+                match endpoint
+                    .socket
+                    .try_io(Interest::READABLE, || batch.receive(fd))
+                {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        // ICMP errors surface here on some systems; keep serving.
+                        debug!(error = %e, "udp receive error");
+                        break;
+                    }
+                }
+                for i in 0..batch.received.len() {
+                    let (len, Some(remote)) = batch.received[i] else {
+                        continue;
+                    };
+                    if !self
+                        .udp_datagram(&endpoint, &batch.buffers[i][..len], remote)
                         .await
-                        .is_err()
                     {
                         return;
                     }
                 }
-                Err(error) => {
-                    if let Some(reply) = self.reject_unparsable(data, &error) {
-                        let _ = endpoint.socket.send_to(&reply, remote).await;
-                    }
-                    debug!(%remote, %error, "unparsable UDP message");
+                if batch.received.len() < RECV_BATCH {
+                    // The socket is empty (or nearly): wait for readiness.
+                    break;
                 }
+            }
+        }
+    }
+
+    /// Handles one received datagram; `false` when the node is stopping.
+    async fn udp_datagram(&self, endpoint: &UdpEndpoint, data: &[u8], remote: SocketAddr) -> bool {
+        if self.input.is_closed() {
+            return false;
+        }
+        if !self.admits(remote.ip()) {
+            return true;
+        }
+        if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+            // Keep-alive or padding.
+            return true;
+        }
+        let flow = Flow {
+            transport: Transport::Udp,
+            local: endpoint.local,
+            remote,
+            conn: None,
+        };
+        self.metrics
+            .messages_received
+            .fetch_add(1, Ordering::Relaxed);
+        match Message::parse(Bytes::copy_from_slice(data)) {
+            Ok(message) => self.input.send(Input::Message(message, flow)).await.is_ok(),
+            Err(error) => {
+                if let Some(reply) = self.reject_unparsable(data, &error) {
+                    let _ = endpoint.socket.try_send_to(&reply, remote);
+                }
+                debug!(%remote, %error, "unparsable UDP message");
+                true
             }
         }
     }
@@ -417,7 +444,25 @@ impl Transports {
             .fetch_add(1, Ordering::Relaxed);
         let (mut reader, mut writer) = tokio::io::split(stream);
         let writer_task = tokio::spawn(async move {
-            while let Some(bytes) = rx.recv().await {
+            // Everything queued when the writer wakes goes out in one write
+            // (one TLS record, one system call) instead of one per message.
+            let mut batch = BytesMut::new();
+            while let Some(first) = rx.recv().await {
+                let bytes = match rx.try_recv() {
+                    Err(_) => first,
+                    Ok(second) => {
+                        batch.clear();
+                        batch.extend_from_slice(&first);
+                        batch.extend_from_slice(&second);
+                        while batch.len() < WRITE_BATCH_BYTES {
+                            match rx.try_recv() {
+                                Ok(more) => batch.extend_from_slice(&more),
+                                Err(_) => break,
+                            }
+                        }
+                        batch.split().freeze()
+                    }
+                };
                 if writer.write_all(&bytes).await.is_err() {
                     break;
                 }
@@ -674,6 +719,63 @@ impl Transports {
             .unwrap_or_else(|e| e.into_inner())
             .by_id
             .len()
+    }
+}
+
+/// A stream writer stops collecting queued messages into one write past
+/// this many bytes.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+
+/// Datagrams taken from a UDP socket in one system call.
+const RECV_BATCH: usize = 32;
+
+/// The largest UDP payload.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// Buffers for `recvmmsg`: several datagrams per system call.
+struct RecvBatch {
+    buffers: Vec<Vec<u8>>,
+    /// Length and source of each datagram of the last call.
+    received: Vec<(usize, Option<SocketAddr>)>,
+}
+
+impl RecvBatch {
+    fn new() -> Self {
+        Self {
+            buffers: (0..RECV_BATCH).map(|_| vec![0u8; MAX_DATAGRAM]).collect(),
+            received: Vec::with_capacity(RECV_BATCH),
+        }
+    }
+
+    /// Takes what is queued on `fd` (without blocking) into the buffers.
+    fn receive(&mut self, fd: RawFd) -> std::io::Result<()> {
+        self.received.clear();
+        // Built per call: nix's headers hold raw pointers (not Send), and the
+        // receive loop is a task that may move between threads.
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(RECV_BATCH, None);
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
+            .buffers
+            .iter_mut()
+            .map(|b| [IoSliceMut::new(b.as_mut_slice())])
+            .collect();
+        let results = recvmmsg(
+            fd,
+            &mut headers,
+            slices.iter_mut(),
+            MsgFlags::MSG_DONTWAIT,
+            None,
+        )?;
+        for message in results {
+            // A datagram without a usable source address cannot be
+            // answered; the caller skips it.
+            let remote = message.address.and_then(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| SocketAddr::V4((*v4).into()))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+            });
+            self.received.push((message.bytes, remote));
+        }
+        Ok(())
     }
 }
 
