@@ -173,6 +173,7 @@ impl Singles {
 
 /// `s` holds the message from offset `base`: the text of message range `r`
 /// (field ranges lie after `base` and end on ASCII delimiters).
+#[inline]
 fn sub(s: &str, base: usize, r: Range<usize>) -> &str {
     s.get(r.start - base..r.end - base).unwrap_or_default()
 }
@@ -473,12 +474,21 @@ impl Message {
                     return Err(ParseError::BadHeaderValue { name: "Expires" });
                 }
             }
+            // The value is cut out only for the headers checked here.
             for f in &fields {
-                let v = head(f.value());
                 match f.name {
-                    HeaderName::Date if !is_rfc1123_date(v) => return Err(bad(&f.name)),
-                    HeaderName::Contact if v != "*" => check_addr_list(v, &f.name)?,
-                    HeaderName::Route | HeaderName::RecordRoute => check_addr_list(v, &f.name)?,
+                    HeaderName::Date if !is_rfc1123_date(head(f.value())) => {
+                        return Err(bad(&f.name));
+                    }
+                    HeaderName::Contact => {
+                        let v = head(f.value());
+                        if v != "*" {
+                            check_addr_list(v, &f.name)?;
+                        }
+                    }
+                    HeaderName::Route | HeaderName::RecordRoute => {
+                        check_addr_list(head(f.value()), &f.name)?;
+                    }
                     _ => {}
                 }
             }
