@@ -262,41 +262,92 @@ impl Editor {
         self
     }
 
-    /// Serialises the edited message.
+    /// Serialises the edited message into a buffer of its size (at most a
+    /// few octets spare, when Content-Length is rewritten), so that the
+    /// bytes can be kept without copying.
     pub fn finish(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.size_bound());
+        self.write_to(&mut |piece| out.put_slice(piece));
+        out.freeze()
+    }
+
+    /// An upper bound of the serialised size, without writing: the pieces
+    /// of [`Editor::write_to`], with Content-Length counted as the larger of
+    /// its received line and a rewritten one.
+    fn size_bound(&self) -> usize {
+        let m = &self.msg;
+        let body = match &self.body {
+            Some(b) => b.len(),
+            None => m.p.body.len(),
+        };
+        let mut digits = 1;
+        let mut n = body / 10;
+        while n > 0 {
+            digits += 1;
+            n /= 10;
+        }
+        // "Content-Length: " digits CRLF
+        let mut cl = 16 + digits + 2;
+        let mut len = match &self.start_line {
+            Some(s) => s.len(),
+            None => m.p.start_line.len(),
+        } + 2;
+        for e in &self.entries {
+            match e {
+                Entry::Orig(i) => {
+                    let f = &m.p.fields[*i];
+                    if f.name == HeaderName::ContentLength {
+                        cl = cl.max(f.line().len() + 2);
+                    } else {
+                        len += f.line().len() + 2;
+                    }
+                }
+                Entry::Slice { idx, range } => {
+                    len += m.p.fields[*idx].name_range().len() + 2 + range.len() + 2;
+                }
+                Entry::New { name, value } => {
+                    len += name.as_str().len() + 2 + value.len() + 2;
+                }
+            }
+        }
+        len + cl + 2 + body
+    }
+
+    /// Hands the serialised message to `put`, piece by piece.
+    #[inline]
+    fn write_to<F: FnMut(&[u8])>(&self, put: &mut F) {
         let m = &self.msg;
         let body: &[u8] = match &self.body {
             Some(b) => b,
             None => m.body(),
         };
-        let mut out = BytesMut::with_capacity(m.as_bytes().len() + 256);
         match &self.start_line {
-            Some(s) => out.put_slice(s.as_bytes()),
-            None => out.put_slice(&m.buf[m.p.start_line.clone()]),
+            Some(s) => put(s.as_bytes()),
+            None => put(&m.buf[m.p.start_line.clone()]),
         }
-        out.put_slice(b"\r\n");
+        put(b"\r\n");
         let mut cl_written = false;
-        let write_cl = |out: &mut BytesMut, orig: Option<usize>| {
+        let write_cl = |put: &mut F, orig: Option<usize>| {
             if let Some(i) = orig {
                 let f = &m.p.fields[i];
                 let same = super::message::parse_content_length(m.str_at(f.value()))
                     .is_ok_and(|n| n == body.len());
                 if same {
-                    out.put_slice(&m.buf[f.line()]);
-                    out.put_slice(b"\r\n");
+                    put(&m.buf[f.line()]);
+                    put(b"\r\n");
                     return;
                 }
             }
-            let mut s = String::with_capacity(24);
-            let _ = write!(s, "Content-Length: {}\r\n", body.len());
-            out.put_slice(s.as_bytes());
+            put(b"Content-Length: ");
+            put(decimal(&mut [0; 20], body.len()));
+            put(b"\r\n");
         };
         for e in &self.entries {
             if self.name_of(e) == &HeaderName::ContentLength {
                 if !cl_written {
                     cl_written = true;
                     write_cl(
-                        &mut out,
+                        put,
                         if let Entry::Orig(i) = e {
                             Some(*i)
                         } else {
@@ -307,26 +358,39 @@ impl Editor {
                 continue;
             }
             match e {
-                Entry::Orig(i) => out.put_slice(&m.buf[m.p.fields[*i].line()]),
+                Entry::Orig(i) => put(&m.buf[m.p.fields[*i].line()]),
                 Entry::Slice { idx, range } => {
-                    out.put_slice(&m.buf[m.p.fields[*idx].name_range()]);
-                    out.put_slice(b": ");
-                    out.put_slice(&m.buf[range.clone()]);
+                    put(&m.buf[m.p.fields[*idx].name_range()]);
+                    put(b": ");
+                    put(&m.buf[range.clone()]);
                 }
                 Entry::New { name, value } => {
-                    out.put_slice(name.as_str().as_bytes());
-                    out.put_slice(b": ");
-                    out.put_slice(value.as_bytes());
+                    put(name.as_str().as_bytes());
+                    put(b": ");
+                    put(value.as_bytes());
                 }
             }
-            out.put_slice(b"\r\n");
+            put(b"\r\n");
         }
         if !cl_written {
-            write_cl(&mut out, None);
+            write_cl(put, None);
         }
-        out.put_slice(b"\r\n");
-        out.put_slice(body);
-        out.freeze()
+        put(b"\r\n");
+        put(body);
+    }
+}
+
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(buf: &mut [u8; 20], mut n: usize) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        // A digit: n % 10 < 10.
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
     }
 }
 
@@ -340,37 +404,47 @@ pub fn response_to(
     to_tag: Option<&str>,
     extra_headers: &[(HeaderName, &str)],
 ) -> Bytes {
-    let mut out = BytesMut::with_capacity(512);
-    let mut s = String::with_capacity(32);
-    let _ = write!(s, "SIP/2.0 {status} {reason}\r\n");
-    out.put_slice(s.as_bytes());
-    let copy = |out: &mut BytesMut, name: &HeaderName| {
-        for f in req.p.fields.iter().filter(|f| &f.name == name) {
-            out.put_slice(&req.buf[f.line()]);
-            out.put_slice(b"\r\n");
+    // Two passes over the same pieces: the size, then the bytes, so that
+    // the buffer is exactly as large as the response.
+    let write = |put: &mut dyn FnMut(&[u8])| {
+        let mut code = [0u8; 20];
+        put(b"SIP/2.0 ");
+        put(decimal(&mut code, usize::from(status)));
+        put(b" ");
+        put(reason.as_bytes());
+        put(b"\r\n");
+        let copy = |put: &mut dyn FnMut(&[u8]), name: &HeaderName| {
+            for f in req.p.fields.iter().filter(|f| &f.name == name) {
+                put(&req.buf[f.line()]);
+                put(b"\r\n");
+            }
+        };
+        copy(put, &HeaderName::Via);
+        copy(put, &HeaderName::From);
+        for f in req.p.fields.iter().filter(|f| f.name == HeaderName::To) {
+            put(&req.buf[f.line()]);
+            if let Some(tag) = to_tag
+                && req.to().tag().is_none()
+            {
+                put(b";tag=");
+                put(tag.as_bytes());
+            }
+            put(b"\r\n");
         }
+        copy(put, &HeaderName::CallId);
+        copy(put, &HeaderName::CSeq);
+        for (name, value) in extra_headers {
+            put(name.as_str().as_bytes());
+            put(b": ");
+            put(value.as_bytes());
+            put(b"\r\n");
+        }
+        put(b"Content-Length: 0\r\n\r\n");
     };
-    copy(&mut out, &HeaderName::Via);
-    copy(&mut out, &HeaderName::From);
-    for f in req.p.fields.iter().filter(|f| f.name == HeaderName::To) {
-        out.put_slice(&req.buf[f.line()]);
-        if let Some(tag) = to_tag
-            && req.to().tag().is_none()
-        {
-            out.put_slice(b";tag=");
-            out.put_slice(tag.as_bytes());
-        }
-        out.put_slice(b"\r\n");
-    }
-    copy(&mut out, &HeaderName::CallId);
-    copy(&mut out, &HeaderName::CSeq);
-    for (name, value) in extra_headers {
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
-    }
-    out.put_slice(b"Content-Length: 0\r\n\r\n");
+    let mut len = 0;
+    write(&mut |piece| len += piece.len());
+    let mut out = BytesMut::with_capacity(len);
+    write(&mut |piece| out.put_slice(piece));
     out.freeze()
 }
 
