@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use super::lex::{CLASS, HNV, PARAM, PASSWORD, USER, all, eq_ic, escapes_ok, skip_table, unescape};
+use super::lex::{CLASS, HNV, PARAM, PASSWORD, USER, all, eq_ic, escapes_ok, unescape};
 use crate::error::ParseError;
 
 /// `sip` or `sips`.
@@ -467,12 +467,21 @@ pub(crate) fn scan_hostname(s: &str, hs: usize) -> Option<usize> {
             break;
         }
         top = k & H_ALNUM;
-        i = skip_table(b, i, &HOST_KIND, H_LABEL);
+        // Octet by octet (labels are short); the octet after the label
+        // tells whether a dot follows.
+        i += 1;
+        let next = loop {
+            let n = host_kind(b, i);
+            if n & H_LABEL == 0 {
+                break n;
+            }
+            i += 1;
+        };
         if b[i - 1] == b'-' {
             ok = false;
             break;
         }
-        if b.get(i) != Some(&b'.') {
+        if next & H_DOT == 0 {
             break;
         }
         i += 1;
