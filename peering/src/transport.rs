@@ -10,13 +10,12 @@
 //! connection to the same peer (RFC 5923 style) or open one.
 
 use std::collections::HashMap;
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd as _, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd as _, RawFd};
 
 use bytes::{Bytes, BytesMut};
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
@@ -230,8 +229,9 @@ impl Transports {
                 warn!(error = %e, local = %endpoint.local, "udp socket failed");
                 return;
             }
-            // Drain the socket: one system call takes up to RECV_BATCH
-            // datagrams, and one wake-up handles everything queued.
+            // Drain the socket until it would block: one system call takes
+            // up to RECV_BATCH datagrams, and one wake-up handles everything
+            // queued.
             loop {
                 match endpoint
                     .socket
@@ -255,10 +255,6 @@ impl Transports {
                     {
                         return;
                     }
-                }
-                if batch.received.len() < RECV_BATCH {
-                    // The socket is empty (or nearly): wait for readiness.
-                    break;
                 }
             }
         }
