@@ -10,7 +10,8 @@ use super::lex::{CLASS, TOKEN, is_lws, skip_table, split_list, trim_lws};
 use super::method::Method;
 use super::uri::Uri;
 use super::value::{
-    CSeq, NameAddr, Via, find_param_in, scan_name_addr, scan_via, validate_name_addr,
+    CSeq, NameAddr, Via, find_param_in, scan_name_addr, scan_via, validate_angle_list,
+    validate_name_addr,
 };
 use crate::error::ParseError;
 
@@ -740,6 +741,12 @@ impl Message {
 }
 
 fn check_addr_list(v: &str, name: &HeaderName) -> Result<(), ParseError> {
+    // The usual `<uri>;params, <uri>;params` in one pass.
+    match validate_angle_list(v) {
+        Some(true) => return Ok(()),
+        Some(false) => return Err(bad(name)),
+        None => {}
+    }
     for (a, e) in split_list(v) {
         if !validate_name_addr(&v[a..e]) {
             return Err(bad(name));

@@ -926,3 +926,54 @@ fn ipv4_hosts_display_like_std() {
         "sip:alice:pw@10.0.0.7:5060;transport=tcp;lr?subject=x&h=y"
     );
 }
+
+/// What the general path says of a list: every element as split.
+fn addr_list_by_elements(v: &str) -> bool {
+    lex::split_list(v).all(|(a, e)| value::validate_name_addr(&v[a..e]))
+}
+
+#[test]
+fn angle_list_agrees_with_the_general_path() {
+    for v in [
+        "<sip:a.example.net;lr>",
+        "<sip:a.example.net;lr>, <sip:b.example.net;lr>",
+        "<sip:a.example.net;lr> ;x=\"a,b\" , <sip:u@b.example.net>;tag=x",
+        "<sip:a.example.net;lr>,",
+        "<sip:a.example.net;lr>, , <sip:b.example.net>",
+        "<sip:a.example.net>;tag=\"q\"",
+        "<sip:a.example.net>;tag=",
+        "<sip:a.example.net>;;lr",
+        "<sip:a.example.net>x",
+        "<sip:a@b@c.example.net>",
+        "<sip:a.example.net>;p=<x>",
+        "<sip:a.example.net",
+        "<tel:+1234>, <urn:x:y>",
+        "<sip:a.example.net>;x=\"unterminated, <sip:b.example.net>",
+        " <sip:a.example.net> , <sip:b.example.net> ",
+    ] {
+        if let Some(ok) = value::validate_angle_list(v) {
+            assert_eq!(ok, addr_list_by_elements(v), "{v:?}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #[test]
+    fn angle_list_agrees_on_noise(v in "[<>a-z:@;=,\" .0-9]{0,40}") {
+        if let Some(ok) = value::validate_angle_list(&v) {
+            prop_assert_eq!(ok, addr_list_by_elements(&v), "{:?}", v);
+        }
+    }
+
+    #[test]
+    fn angle_list_agrees_on_near_lists(
+        parts in proptest::collection::vec(
+            "<sip:[a-z@:.;=]{1,12}>[ ;a-z=\",]{0,10}", 1..4)
+    ) {
+        let v = parts.join(", ");
+        if let Some(ok) = value::validate_angle_list(&v) {
+            prop_assert_eq!(ok, addr_list_by_elements(&v), "{:?}", v);
+        }
+    }
+}

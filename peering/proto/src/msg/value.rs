@@ -43,6 +43,78 @@ pub(crate) fn parse_params(s: &str, i: usize) -> Option<Params> {
     .then_some(params)
 }
 
+/// Walks `*( SEMI generic-param )` from `i` up to a `,` outside quotes or
+/// the end of `s` (LWS allowed before either), handing each `(name, value)`
+/// to `f` like [`scan_params`]; where it stopped, or `None` when the syntax
+/// is wrong or `f` refuses a parameter.
+pub(crate) fn scan_params_to_comma<'a>(
+    s: &'a str,
+    mut i: usize,
+    mut f: impl FnMut(&'a str, Option<&'a str>) -> bool,
+) -> Option<usize> {
+    let b = s.as_bytes();
+    loop {
+        i = skip_lws(b, i);
+        match b.get(i) {
+            None | Some(b',') => return Some(i),
+            Some(b';') => {}
+            Some(_) => return None,
+        }
+        i = skip_lws(b, i + 1);
+        let ns = i;
+        i = skip_token(b, i);
+        if i == ns {
+            return None;
+        }
+        let name = &s[ns..i];
+        let j = skip_lws(b, i);
+        let value = if b.get(j) == Some(&b'=') {
+            let vs = skip_lws(b, j + 1);
+            let ve = if b.get(vs) == Some(&b'"') {
+                skip_quoted(b, vs)?
+            } else {
+                skip_table(b, vs, &GEN_VALUE, 1)
+            };
+            if ve == vs {
+                return None;
+            }
+            i = ve;
+            Some(&s[vs..ve])
+        } else {
+            None
+        };
+        if !f(name, value) {
+            return None;
+        }
+    }
+}
+
+/// Validates a list of addresses each written `<uri>` with parameters, in
+/// one pass without splitting the list first. `None` when an element is
+/// not of that form (then the general path decides); `Some(ok)` otherwise,
+/// `ok` as [`validate_name_addr`] on every element would say.
+pub(crate) fn validate_angle_list(v: &str) -> Option<bool> {
+    let b = v.as_bytes();
+    let mut i = skip_lws(b, 0);
+    loop {
+        if b.get(i) != Some(&b'<') {
+            return None;
+        }
+        let Some(len) = validate_in_angle(&v[i + 1..]) else {
+            return Some(false);
+        };
+        let Some(j) = scan_params_to_comma(v, i + 1 + len + 1, |n, v| {
+            !n.eq_ignore_ascii_case("tag") || v.is_some_and(is_token_str)
+        }) else {
+            return Some(false);
+        };
+        if j == b.len() {
+            return Some(true);
+        }
+        i = skip_lws(b, j + 1);
+    }
+}
+
 /// Walks `*( SEMI generic-param )` from `i` to the end of `s` without
 /// allocating, handing each `(name, value)` to `f`; false when the syntax is
 /// wrong or `f` refuses a parameter.
