@@ -1137,9 +1137,9 @@ impl Proxy {
             editor.prepend_header(HeaderName::RecordRoute, &record_route_value(&out));
         }
         editor.prepend_header(HeaderName::Via, &via_value(&out, transport, &branch));
-        // Held by the client transaction for its whole life: stored at its
-        // exact size (Editor::finish leaves room to spare).
-        let forwarded = Bytes::copy_from_slice(&editor.finish());
+        // Held by the client transaction for its whole life; Editor::finish
+        // allocates the message's own size, so it is kept as it is.
+        let forwarded = editor.finish();
         let dest = Dest {
             transport,
             remote: target.remote,
