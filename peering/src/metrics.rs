@@ -35,6 +35,10 @@ pub struct Metrics {
     pub transactions: AtomicI64,
     /// Calls (INVITE contexts) in the proxy core.
     pub contexts: AtomicI64,
+    /// 1 while the node sheds new calls because it cannot keep up.
+    pub overloaded: AtomicI64,
+    /// New calls refused with 503 because of overload.
+    pub overload_rejections: AtomicU64,
     labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
@@ -54,7 +58,7 @@ impl Metrics {
     /// Renders all metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "peering_sip_messages_received_total",
                 "SIP messages received",
@@ -105,6 +109,11 @@ impl Metrics {
                 "Streams closed on a framing error",
                 self.framing_errors.load(Ordering::Relaxed),
             ),
+            (
+                "peering_overload_rejections_total",
+                "New calls refused with 503 because the node could not keep up",
+                self.overload_rejections.load(Ordering::Relaxed),
+            ),
             ("peering_build_info", "Always 1", 1),
         ];
         for (name, help, value) in counters {
@@ -118,7 +127,7 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         }
-        let gauges: [(&str, &str, i64); 3] = [
+        let gauges: [(&str, &str, i64); 4] = [
             (
                 "peering_connections_open",
                 "Stream connections open",
@@ -133,6 +142,11 @@ impl Metrics {
                 "peering_calls_in_progress",
                 "Proxy contexts in progress",
                 self.contexts.load(Ordering::Relaxed),
+            ),
+            (
+                "peering_overloaded",
+                "1 while new calls are shed (sip.overload_backlog)",
+                self.overloaded.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, value) in gauges {

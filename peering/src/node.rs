@@ -254,6 +254,7 @@ async fn launch(
         transports,
         metrics: metrics.clone(),
         policy,
+        overload_backlog: config.sip.overload_backlog,
     };
     let core = tokio::spawn(core_loop(
         proxy,
@@ -303,6 +304,8 @@ struct CoreParts {
     transports: Transports,
     metrics: Arc<Metrics>,
     policy: Option<Arc<PolicyLayer>>,
+    /// `sip.overload_backlog` (0: never shed load).
+    overload_backlog: usize,
 }
 
 async fn core_loop(
@@ -317,7 +320,9 @@ async fn core_loop(
         transports,
         metrics,
         policy,
+        overload_backlog,
     } = parts;
+    let mut overloaded = false;
     let (route_tx, mut route_rx) = mpsc::unbounded_channel::<(RouteId, RouteDecision)>();
     let mut drain_until: Option<tokio::time::Instant> = None;
     // One timer for the proxy's next deadline, moved only when that
@@ -348,6 +353,24 @@ async fn core_loop(
             }
             msg = input.recv() => {
                 let Some(first) = msg else { break };
+                if overload_backlog > 0 {
+                    let backlog = input.len();
+                    let now_overloaded = if overloaded {
+                        backlog > overload_backlog / 4
+                    } else {
+                        backlog >= overload_backlog
+                    };
+                    if now_overloaded != overloaded {
+                        overloaded = now_overloaded;
+                        proxy.set_overloaded(overloaded);
+                        metrics.overloaded.store(i64::from(overloaded), Ordering::Relaxed);
+                        if overloaded {
+                            warn!(backlog, "overloaded: refusing new calls with 503 until the queue drains");
+                        } else {
+                            info!(backlog, "no longer overloaded: accepting new calls");
+                        }
+                    }
+                }
                 // Take what else is already queued in the same turn: at
                 // thousands of messages per second this saves a wake-up
                 // and a pass through this loop per message.
@@ -421,6 +444,9 @@ async fn core_loop(
         metrics
             .contexts
             .store(proxy.context_count() as i64, Ordering::Relaxed);
+        metrics
+            .overload_rejections
+            .store(proxy.overload_rejections(), Ordering::Relaxed);
         if drain_until.is_some() && proxy.is_idle() {
             info!("all transactions finished");
             break;

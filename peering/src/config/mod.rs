@@ -193,6 +193,11 @@ pub struct SipSection {
     /// responses.
     #[serde(default = "default_server_header")]
     pub server_header: String,
+    /// Received messages waiting for the proxy core beyond which new calls
+    /// are refused with 503 + Retry-After until the queue is down to a
+    /// quarter of this; 0 never sheds load.
+    #[serde(default = "default_overload_backlog")]
+    pub overload_backlog: usize,
 }
 
 impl Default for SipSection {
@@ -207,6 +212,7 @@ impl Default for SipSection {
             udp_size_switch: true,
             record_route: true,
             server_header: default_server_header(),
+            overload_backlog: default_overload_backlog(),
         }
     }
 }
@@ -237,6 +243,9 @@ fn default_handshake_timeout() -> u64 {
 }
 fn default_udp_switch_size() -> usize {
     1300
+}
+fn default_overload_backlog() -> usize {
+    4096
 }
 fn default_true() -> bool {
     true

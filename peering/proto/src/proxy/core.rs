@@ -324,6 +324,10 @@ pub struct Proxy {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     draining: bool,
+    /// New calls are refused with 503 while set (see `set_overloaded`).
+    overloaded: bool,
+    /// Initial INVITEs refused because of overload.
+    overload_rejections: u64,
     /// Dialogs whose topology is hidden, by Call-ID.
     hidden: Map<String, HiddenDialog>,
     /// Reused to build transaction keys for lookups.
@@ -346,9 +350,27 @@ impl Proxy {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             draining: false,
+            overloaded: false,
+            overload_rejections: 0,
             hidden: Map::default(),
             scratch: String::new(),
         }
+    }
+
+    /// While `overloaded` is set, new initial INVITEs are answered 503 with
+    /// `Retry-After` statelessly (no transaction is kept): a node that
+    /// cannot keep up sheds the calls it cannot carry at the cost of a
+    /// parse and a table lookup, instead of letting every call time out in
+    /// a storm of retransmissions. Retransmissions of known transactions,
+    /// in-dialog requests, ACK and CANCEL are still handled, so calls in
+    /// progress finish and free their resources.
+    pub fn set_overloaded(&mut self, overloaded: bool) {
+        self.overloaded = overloaded;
+    }
+
+    /// Initial INVITEs refused with 503 because of overload, since start.
+    pub fn overload_rejections(&self) -> u64 {
+        self.overload_rejections
     }
 
     /// Graceful shutdown: from now on new requests are answered 503 with
@@ -596,13 +618,18 @@ impl Proxy {
         }
         let key = ServerKey(Arc::from(scratch.as_str()));
         self.scratch = scratch;
-        if self.draining && !matches!(method, Method::Ack | Method::Cancel) {
+        let shed = self.overloaded && method == Method::Invite && req.to().tag().is_none();
+        if shed {
+            self.overload_rejections += 1;
+        }
+        if shed || (self.draining && !matches!(method, Method::Ack | Method::Cancel)) {
+            let retry_after = if shed { "1" } else { "5" };
             let bytes = msg::response_to(
                 &req,
                 503,
                 "Service Unavailable",
                 Some(&self.local_tag(&req)),
-                &[(HeaderName::RetryAfter, "5")],
+                &[(HeaderName::RetryAfter, retry_after)],
             );
             self.transmits.push_back(Transmit {
                 transport: flow.transport,
@@ -862,6 +889,11 @@ impl Proxy {
         if rules::validate_request(&req).is_err()
             || rules::is_loop(&req, &self.config.interfaces, &self.config.domains)
         {
+            return;
+        }
+        // The ACK of a final response this node sent without a transaction
+        // (503 while overloaded or draining) is hop by hop and ends here.
+        if req.to().tag() == Some(self.local_tag(&req).as_str()) {
             return;
         }
         if self.hidden.contains_key(req.call_id()) {

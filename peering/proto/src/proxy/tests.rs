@@ -724,6 +724,42 @@ fn draining_refuses_new_requests_with_retry_after() {
 }
 
 #[test]
+fn overload_sheds_new_calls_and_keeps_calls_in_progress() {
+    let mut h = Harness::new();
+    // A call in progress before the overload.
+    let fwd = forwarded_invite(&mut h, "z9hG4bKov1");
+    h.proxy.set_overloaded(true);
+    // A new call: 503 with Retry-After, no routing question, nothing kept.
+    h.recv(&invite("z9hG4bKov2"), A);
+    let up = h.take_to(A);
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].status(), Some(503));
+    assert_eq!(up[0].header(&HeaderName::RetryAfter), Some("1"));
+    assert!(h.routes.is_empty());
+    assert_eq!(h.proxy.overload_rejections(), 1);
+    // Its ACK is hop by hop: absorbed, neither routed nor forwarded.
+    let tag = up[0].to().tag().expect("the 503 has a To tag").to_owned();
+    let ack = invite("z9hG4bKov2")
+        .replacen("INVITE sip:", "ACK sip:", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace(
+            "To: <sip:+4721345678@node.example>",
+            &format!("To: <sip:+4721345678@node.example>;tag={tag}"),
+        );
+    h.recv(&ack, A);
+    assert!(h.routes.is_empty(), "the ACK of our 503 is not routed");
+    assert!(h.sent.is_empty(), "nor sent anywhere");
+    // The call in progress still completes.
+    h.recv(&reply(&fwd, 200, Some("tb")), B);
+    assert_eq!(h.statuses_to(A), vec![200]);
+    // Over: new calls are routed again.
+    h.proxy.set_overloaded(false);
+    h.recv(&invite("z9hG4bKov3"), A);
+    assert_eq!(h.statuses_to(A), vec![100]);
+    assert_eq!(h.routes.len(), 1);
+}
+
+#[test]
 fn responses_over_udp_go_to_the_via_port_or_rport() {
     let mut h = Harness::new();
     // Sent from port 40000, Via says 5060 without rport: reply to 5060.
