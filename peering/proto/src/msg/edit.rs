@@ -240,9 +240,7 @@ impl Editor {
 
     /// Sets Max-Forwards.
     pub fn set_max_forwards(&mut self, n: u32) -> &mut Self {
-        let mut s = String::with_capacity(10);
-        let _ = super::uri::write_u32(&mut s, n);
-        self.set_header(HeaderName::MaxForwards, &s)
+        self.set_header(HeaderName::MaxForwards, itoa::Buffer::new().format(n))
     }
 
     /// Replaces the body. With `Some(content_type)` Content-Type is set; with
@@ -339,7 +337,7 @@ impl Editor {
                 }
             }
             put(b"Content-Length: ");
-            put(decimal(&mut [0; 20], body.len()));
+            put(itoa::Buffer::new().format(body.len()).as_bytes());
             put(b"\r\n");
         };
         for e in &self.entries {
@@ -380,20 +378,6 @@ impl Editor {
     }
 }
 
-/// `n` in decimal, written at the end of `buf`.
-fn decimal(buf: &mut [u8; 20], mut n: usize) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        // A digit: n % 10 < 10.
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
-    }
-}
-
 /// A response to `req` (RFC 3261 §8.2.6.2, §16.7): Via (all), From, To
 /// (with `to_tag` added when To has no tag), Call-ID, CSeq copied, then
 /// `extra_headers`, then `Content-Length: 0`.
@@ -407,9 +391,9 @@ pub fn response_to(
     // Two passes over the same pieces: the size, then the bytes, so that
     // the buffer is exactly as large as the response.
     let write = |put: &mut dyn FnMut(&[u8])| {
-        let mut code = [0u8; 20];
+        let mut code = itoa::Buffer::new();
         put(b"SIP/2.0 ");
-        put(decimal(&mut code, usize::from(status)));
+        put(code.format(status).as_bytes());
         put(b" ");
         put(reason.as_bytes());
         put(b"\r\n");

@@ -757,7 +757,7 @@ impl fmt::Display for SipUri {
         self.host.fmt(f)?;
         if let Some(p) = self.port {
             f.write_str(":")?;
-            write_u32(f, p.into())?;
+            f.write_str(itoa::Buffer::new().format(p))?;
         }
         write_params(f, &self.params)?;
         for (i, (n, v)) in self.headers.iter().enumerate() {
@@ -768,21 +768,6 @@ impl fmt::Display for SipUri {
         }
         Ok(())
     }
-}
-
-/// Writes `n` in decimal without the formatting machinery.
-pub(crate) fn write_u32(f: &mut impl fmt::Write, mut n: u32) -> fmt::Result {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    f.write_str(std::str::from_utf8(&buf[i..]).unwrap_or_default())
 }
 
 impl FromStr for SipUri {

@@ -893,7 +893,11 @@ impl Proxy {
         }
         // The ACK of a final response this node sent without a transaction
         // (503 while overloaded or draining) is hop by hop and ends here.
-        if req.to().tag() == Some(self.local_tag(&req).as_str()) {
+        if req
+            .to()
+            .tag()
+            .is_some_and(|tag| self.is_local_tag(&req, tag))
+        {
             return;
         }
         if self.hidden.contains_key(req.call_id()) {
@@ -1590,13 +1594,27 @@ impl Proxy {
 
     /// A To tag for responses this node generates, stable per request.
     fn local_tag(&self, req: &Message) -> String {
+        format!("{:x}", self.local_tag_hash(req))
+    }
+
+    /// The number `local_tag` writes in hex.
+    fn local_tag_hash(&self, req: &Message) -> u64 {
         use std::hash::{DefaultHasher, Hash, Hasher};
         let mut h = DefaultHasher::new();
         req.call_id().hash(&mut h);
         req.from().tag().hash(&mut h);
         req.cseq().seq.hash(&mut h);
         self.config.instance.hash(&mut h);
-        format!("{:x}", h.finish())
+        h.finish()
+    }
+
+    /// Whether `tag` is the one `local_tag` gives for `req`, compared
+    /// without formatting (every ACK for a 2xx passes through this).
+    fn is_local_tag(&self, req: &Message, tag: &str) -> bool {
+        // `{:x}` writes lower-case digits and no leading zeros.
+        (tag == "0" || !tag.starts_with('0'))
+            && tag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && u64::from_str_radix(tag, 16).is_ok_and(|n| n == self.local_tag_hash(req))
     }
 
     // ----- timers -------------------------------------------------------
