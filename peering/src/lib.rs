@@ -33,6 +33,7 @@ pub mod env;
 pub mod identity;
 pub mod metrics;
 pub mod node;
+pub mod overload;
 pub mod policy_layer;
 pub mod router;
 pub mod tls;

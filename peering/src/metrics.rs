@@ -39,6 +39,11 @@ pub struct Metrics {
     pub overloaded: AtomicI64,
     /// New calls refused with 503 because of overload.
     pub overload_rejections: AtomicU64,
+    /// The smallest time a datagram waited in the kernel's UDP receive
+    /// queue during the last 100 ms with traffic, in microseconds.
+    pub udp_queue_delay_us: AtomicI64,
+    /// Datagrams the kernel dropped because a UDP receive queue was full.
+    pub udp_receive_drops: AtomicU64,
     labelled: Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
@@ -58,7 +63,7 @@ impl Metrics {
     /// Renders all metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 12] = [
+        let counters: [(&str, &str, u64); 13] = [
             (
                 "peering_sip_messages_received_total",
                 "SIP messages received",
@@ -114,6 +119,11 @@ impl Metrics {
                 "New calls refused with 503 because the node could not keep up",
                 self.overload_rejections.load(Ordering::Relaxed),
             ),
+            (
+                "peering_udp_receive_drops_total",
+                "Datagrams the kernel dropped because a UDP receive queue was full",
+                self.udp_receive_drops.load(Ordering::Relaxed),
+            ),
             ("peering_build_info", "Always 1", 1),
         ];
         for (name, help, value) in counters {
@@ -145,7 +155,7 @@ impl Metrics {
             ),
             (
                 "peering_overloaded",
-                "1 while new calls are shed (sip.overload_backlog)",
+                "1 while new calls are shed (sip.overload_backlog, sip.overload_queue_delay_ms)",
                 self.overloaded.load(Ordering::Relaxed),
             ),
         ];
@@ -155,6 +165,11 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+        let delay = self.udp_queue_delay_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            out,
+            "# HELP peering_udp_queue_delay_seconds Shortest wait of a datagram in the kernel's UDP receive queue over the last 100 ms with traffic\n# TYPE peering_udp_queue_delay_seconds gauge\npeering_udp_queue_delay_seconds {delay}"
+        );
         let map = self.labelled.lock().unwrap_or_else(|e| e.into_inner());
         let mut last_family = "";
         for ((family, label), value) in map.iter() {

@@ -35,7 +35,7 @@ use crate::metrics::Metrics;
 use crate::policy_layer::{PolicyLayer, PolicyScreen};
 use crate::router::{FirstMatch, Pipeline, RouteRequest, Router, Screen, StaticRouter};
 use crate::tls;
-use crate::transport::{Bound, Input, ListenSpec, StreamSettings, Transports};
+use crate::transport::{Bound, Input, ListenSpec, TransportSettings, Transports};
 use crate::zone_service::ZoneService;
 
 /// A running node.
@@ -185,7 +185,9 @@ async fn launch(
             address: l.address,
         })
         .collect();
-    let settings = StreamSettings {
+    let settings = TransportSettings {
+        udp_queue_target: (config.sip.overload_queue_delay_ms > 0)
+            .then(|| Duration::from_millis(config.sip.overload_queue_delay_ms)),
         max_message_size: config.sip.max_message_size,
         idle_timeout: Duration::from_secs(config.sip.idle_timeout_secs),
         handshake_timeout: Duration::from_secs(config.sip.handshake_timeout_secs),
@@ -322,7 +324,11 @@ async fn core_loop(
         policy,
         overload_backlog,
     } = parts;
-    let mut overloaded = false;
+    let shed = transports.shed_signal().clone();
+    // The node's own queue (with hysteresis) refuses every new call; the
+    // kernel's UDP queues a share that follows how far behind the node is.
+    let mut backlogged = false;
+    let mut shed_permille: u16 = 0;
     let (route_tx, mut route_rx) = mpsc::unbounded_channel::<(RouteId, RouteDecision)>();
     let mut drain_until: Option<tokio::time::Instant> = None;
     // One timer for the proxy's next deadline, moved only when that
@@ -331,7 +337,48 @@ async fn core_loop(
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<tokio::time::Instant> = None;
+    // While shedding, a wake-up every overload interval, so that shedding
+    // ends (and the gauge says so) even when nothing arrives.
+    let recheck = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(recheck);
     loop {
+        if overload_backlog > 0 {
+            let backlog = input.len();
+            backlogged = if backlogged {
+                backlog > overload_backlog / 4
+            } else {
+                backlog >= overload_backlog
+            };
+        }
+        let permille = if backlogged {
+            1000
+        } else {
+            shed.shed_permille(std::time::Instant::now())
+        };
+        if permille != shed_permille {
+            proxy.set_shed_permille(permille);
+            let backlog = input.len();
+            let queue_delay_ms = shed.queue_delay().as_secs_f64() * 1e3;
+            if shed_permille == 0 {
+                recheck
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + crate::overload::INTERVAL);
+                metrics.overloaded.store(1, Ordering::Relaxed);
+                warn!(
+                    backlog,
+                    queue_delay_ms,
+                    shed_permille = permille,
+                    "overloaded: refusing new calls with 503 until the queues drain"
+                );
+            } else if permille == 0 {
+                metrics.overloaded.store(0, Ordering::Relaxed);
+                info!(
+                    backlog,
+                    queue_delay_ms, "no longer overloaded: accepting new calls"
+                );
+            }
+            shed_permille = permille;
+        }
         let deadline = proxy.poll_timeout().map(tokio::time::Instant::from_std);
         if deadline != armed {
             if let Some(at) = deadline {
@@ -353,24 +400,6 @@ async fn core_loop(
             }
             msg = input.recv() => {
                 let Some(first) = msg else { break };
-                if overload_backlog > 0 {
-                    let backlog = input.len();
-                    let now_overloaded = if overloaded {
-                        backlog > overload_backlog / 4
-                    } else {
-                        backlog >= overload_backlog
-                    };
-                    if now_overloaded != overloaded {
-                        overloaded = now_overloaded;
-                        proxy.set_overloaded(overloaded);
-                        metrics.overloaded.store(i64::from(overloaded), Ordering::Relaxed);
-                        if overloaded {
-                            warn!(backlog, "overloaded: refusing new calls with 503 until the queue drains");
-                        } else {
-                            info!(backlog, "no longer overloaded: accepting new calls");
-                        }
-                    }
-                }
                 // Take what else is already queued in the same turn: at
                 // thousands of messages per second this saves a wake-up
                 // and a pass through this loop per message.
@@ -392,6 +421,11 @@ async fn core_loop(
                         next = input.try_recv().ok();
                     }
                 }
+            }
+            () = &mut recheck, if shed_permille > 0 => {
+                recheck
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + crate::overload::INTERVAL);
             }
             () = &mut timer, if armed.is_some() => {
                 armed = None;
@@ -447,6 +481,12 @@ async fn core_loop(
         metrics
             .overload_rejections
             .store(proxy.overload_rejections(), Ordering::Relaxed);
+        metrics
+            .udp_queue_delay_us
+            .store(shed.queue_delay().as_micros() as i64, Ordering::Relaxed);
+        metrics
+            .udp_receive_drops
+            .store(shed.dropped(), Ordering::Relaxed);
         if drain_until.is_some() && proxy.is_idle() {
             info!("all transactions finished");
             break;

@@ -15,10 +15,13 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd as _, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg};
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, setsockopt, sockopt,
+};
+use nix::sys::time::TimeSpec;
 use peering_proto::msg::{self, Frame, Message, StreamDecoder};
 use peering_proto::proxy::{ConnId, Flow, Transmit, TransmitToken, Transport};
 use rustls_pki_types::CertificateDer;
@@ -29,6 +32,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
+use crate::overload::{self, QueueMonitor, ShedSignal};
 
 /// What the transports hand to the core task.
 #[derive(Debug)]
@@ -39,9 +43,13 @@ pub enum Input {
     TransportError(TransmitToken),
 }
 
-/// Settings for stream transports.
+/// Settings of the transports.
 #[derive(Debug, Clone)]
-pub struct StreamSettings {
+pub struct TransportSettings {
+    /// A UDP receive queue whose smallest kernel queueing delay over
+    /// [`overload::INTERVAL`] reaches this is standing: new calls are shed
+    /// (`None`: the queues are not watched).
+    pub udp_queue_target: Option<Duration>,
     /// Largest message accepted on a stream.
     pub max_message_size: usize,
     /// Idle connections are closed after this long.
@@ -88,10 +96,11 @@ pub struct Transports {
     conns: Arc<Mutex<ConnTable>>,
     next_conn: Arc<AtomicU64>,
     input: mpsc::Sender<Input>,
-    settings: StreamSettings,
+    settings: TransportSettings,
     tls_connector: Option<TlsConnector>,
     metrics: Arc<Metrics>,
     filter: Option<Arc<dyn PacketFilter>>,
+    shed: Arc<ShedSignal>,
 }
 
 impl std::fmt::Debug for Transports {
@@ -148,7 +157,7 @@ impl Transports {
     /// `input`.
     pub async fn bind(
         specs: &[ListenSpec],
-        settings: StreamSettings,
+        settings: TransportSettings,
         tls_acceptor: Option<TlsAcceptor>,
         tls_connector: Option<TlsConnector>,
         input: mpsc::Sender<Input>,
@@ -202,6 +211,7 @@ impl Transports {
             tls_connector,
             metrics,
             filter,
+            shed: Arc::new(ShedSignal::new(Instant::now())),
         };
         for endpoint in transports.udp.iter() {
             tokio::spawn(transports.clone().udp_loop(endpoint.clone()));
@@ -223,6 +233,10 @@ impl Transports {
 
     async fn udp_loop(self, endpoint: UdpEndpoint) {
         let mut batch = RecvBatch::new();
+        let mut monitor = self
+            .settings
+            .udp_queue_target
+            .map(|target| QueueMonitor::new(target, overload::INTERVAL));
         let fd = endpoint.socket.as_raw_fd();
         loop {
             if let Err(e) = endpoint.socket.readable().await {
@@ -245,8 +259,16 @@ impl Transports {
                         break;
                     }
                 }
+                if let Some(monitor) = monitor.as_mut() {
+                    self.watch_queue(monitor, &batch);
+                }
                 for i in 0..batch.received.len() {
-                    let (len, Some(remote)) = batch.received[i] else {
+                    let Received {
+                        len,
+                        remote: Some(remote),
+                        ..
+                    } = batch.received[i]
+                    else {
                         continue;
                     };
                     if !self
@@ -258,6 +280,39 @@ impl Transports {
                 }
             }
         }
+    }
+
+    /// Feeds how long a batch's datagrams waited in the kernel, and the
+    /// socket's drop count, to the queue monitor; a standing queue sheds
+    /// new calls.
+    fn watch_queue(&self, monitor: &mut QueueMonitor, batch: &RecvBatch) {
+        // One clock reading per batch: the kernel stamps arrivals with the
+        // wall clock.
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        for received in &batch.received {
+            // A stamp in the future (the wall clock stepped back) is no delay.
+            let delay = received
+                .stamp
+                .map(|stamp| wall.duration_since(stamp).unwrap_or(Duration::ZERO));
+            if let Some(window) = monitor.observe(now, delay, received.drops) {
+                let was = self.shed.shed_permille(now) > 0;
+                self.shed.record(now, &window);
+                if window.standing && !was {
+                    warn!(
+                        min_delay_ms = window.min_delay.map(|d| d.as_secs_f64() * 1e3),
+                        dropped = window.dropped,
+                        received = window.received,
+                        "UDP receive queue standing: the node is not keeping up"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The overload signal of the UDP receive queues.
+    pub fn shed_signal(&self) -> &Arc<ShedSignal> {
+        &self.shed
     }
 
     /// Handles one received datagram; `false` when the node is stopping.
@@ -728,11 +783,24 @@ const RECV_BATCH: usize = 32;
 /// The largest UDP payload.
 const MAX_DATAGRAM: usize = 65_535;
 
+/// One datagram of a batch.
+#[derive(Debug, Clone, Copy)]
+struct Received {
+    len: usize,
+    /// Its source (`None`: unusable, skipped).
+    remote: Option<SocketAddr>,
+    /// When the kernel queued it (`SO_TIMESTAMPNS`).
+    stamp: Option<SystemTime>,
+    /// The socket's cumulative drop count when it was taken
+    /// (`SO_RXQ_OVFL`; the kernel sends it once there was a drop).
+    drops: Option<u32>,
+}
+
 /// Buffers for `recvmmsg`: several datagrams per system call.
 struct RecvBatch {
     buffers: Vec<Vec<u8>>,
-    /// Length and source of each datagram of the last call.
-    received: Vec<(usize, Option<SocketAddr>)>,
+    /// The datagrams of the last call.
+    received: Vec<Received>,
 }
 
 impl RecvBatch {
@@ -748,7 +816,8 @@ impl RecvBatch {
         self.received.clear();
         // Built per call: nix's headers hold raw pointers (not Send), and the
         // receive loop is a task that may move between threads.
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(RECV_BATCH, None);
+        let control = nix::cmsg_space!(TimeSpec, u32);
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(RECV_BATCH, Some(control));
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
             .buffers
             .iter_mut()
@@ -769,7 +838,26 @@ impl RecvBatch {
                     .map(|v4| SocketAddr::V4((*v4).into()))
                     .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
             });
-            self.received.push((message.bytes, remote));
+            let mut stamp = None;
+            let mut drops = None;
+            // A truncated control buffer only loses the overload figures.
+            if let Ok(cmsgs) = message.cmsgs() {
+                for cmsg in cmsgs {
+                    match cmsg {
+                        ControlMessageOwned::ScmTimestampns(ts) => {
+                            stamp = Some(SystemTime::UNIX_EPOCH + Duration::from(ts));
+                        }
+                        ControlMessageOwned::RxqOvfl(count) => drops = Some(count),
+                        _ => {}
+                    }
+                }
+            }
+            self.received.push(Received {
+                len: message.bytes,
+                remote,
+                stamp,
+                drops,
+            });
         }
         Ok(())
     }
@@ -789,6 +877,10 @@ fn bind_udp(address: SocketAddr) -> std::io::Result<UdpSocket> {
     }
     let _ = socket.set_recv_buffer_size(4 * 1024 * 1024);
     let _ = socket.set_send_buffer_size(4 * 1024 * 1024);
+    // Arrival stamps and the drop count, for overload detection; a kernel
+    // without them only loses that.
+    let _ = setsockopt(&socket, sockopt::ReceiveTimestampns, &true);
+    let _ = setsockopt(&socket, sockopt::RxqOvfl, &1);
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
     UdpSocket::from_std(socket.into())

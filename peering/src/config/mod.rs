@@ -198,6 +198,12 @@ pub struct SipSection {
     /// quarter of this; 0 never sheds load.
     #[serde(default = "default_overload_backlog")]
     pub overload_backlog: usize,
+    /// Milliseconds: when, for 100 ms, no datagram waited less than this in
+    /// the kernel's UDP receive queue (or 1 % or more of them were dropped
+    /// because that queue was full), new calls are refused with 503 +
+    /// Retry-After; 0 does not watch the queue.
+    #[serde(default = "default_overload_queue_delay")]
+    pub overload_queue_delay_ms: u64,
 }
 
 impl Default for SipSection {
@@ -213,6 +219,7 @@ impl Default for SipSection {
             record_route: true,
             server_header: default_server_header(),
             overload_backlog: default_overload_backlog(),
+            overload_queue_delay_ms: default_overload_queue_delay(),
         }
     }
 }
@@ -246,6 +253,9 @@ fn default_udp_switch_size() -> usize {
 }
 fn default_overload_backlog() -> usize {
     4096
+}
+fn default_overload_queue_delay() -> u64 {
+    20
 }
 fn default_true() -> bool {
     true

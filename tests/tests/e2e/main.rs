@@ -4,6 +4,7 @@
 mod enum_routing;
 mod enum_zone;
 mod identity;
+mod overload;
 mod policy;
 mod relay;
 mod torture;

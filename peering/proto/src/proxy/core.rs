@@ -324,8 +324,10 @@ pub struct Proxy {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     draining: bool,
-    /// New calls are refused with 503 while set (see `set_overloaded`).
-    overloaded: bool,
+    /// Per mille of new calls refused with 503 (see `set_shed_permille`).
+    shed_permille: u16,
+    /// Spreads the refusals evenly: a refusal each time it reaches 1000.
+    shed_credit: u16,
     /// Initial INVITEs refused because of overload.
     overload_rejections: u64,
     /// Dialogs whose topology is hidden, by Call-ID.
@@ -350,7 +352,8 @@ impl Proxy {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             draining: false,
-            overloaded: false,
+            shed_permille: 0,
+            shed_credit: 0,
             overload_rejections: 0,
             hidden: Map::default(),
             scratch: String::new(),
@@ -365,7 +368,32 @@ impl Proxy {
     /// in-dialog requests, ACK and CANCEL are still handled, so calls in
     /// progress finish and free their resources.
     pub fn set_overloaded(&mut self, overloaded: bool) {
-        self.overloaded = overloaded;
+        self.set_shed_permille(if overloaded { 1000 } else { 0 });
+    }
+
+    /// Refuses this many per mille of new initial INVITEs, as
+    /// `set_overloaded` does for all of them, spread evenly (250: every
+    /// fourth). A node slightly past its capacity sheds only the excess and
+    /// keeps carrying what it can. Values above 1000 count as 1000.
+    pub fn set_shed_permille(&mut self, permille: u16) {
+        self.shed_permille = permille.min(1000);
+        if self.shed_permille == 0 {
+            self.shed_credit = 0;
+        }
+    }
+
+    /// Whether the next new call is to be refused for overload.
+    fn shed_next(&mut self) -> bool {
+        if self.shed_permille == 0 {
+            return false;
+        }
+        self.shed_credit += self.shed_permille;
+        if self.shed_credit >= 1000 {
+            self.shed_credit -= 1000;
+            true
+        } else {
+            false
+        }
     }
 
     /// Initial INVITEs refused with 503 because of overload, since start.
@@ -618,7 +646,7 @@ impl Proxy {
         }
         let key = ServerKey(Arc::from(scratch.as_str()));
         self.scratch = scratch;
-        let shed = self.overloaded && method == Method::Invite && req.to().tag().is_none();
+        let shed = method == Method::Invite && req.to().tag().is_none() && self.shed_next();
         if shed {
             self.overload_rejections += 1;
         }

@@ -760,6 +760,31 @@ fn overload_sheds_new_calls_and_keeps_calls_in_progress() {
 }
 
 #[test]
+fn partial_shedding_refuses_that_share_of_new_calls_evenly() {
+    let mut h = Harness::new();
+    h.proxy.set_shed_permille(250);
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        h.recv(&invite(&format!("z9hG4bKps{i}")), A);
+        statuses.extend(h.statuses_to(A));
+    }
+    // Every fourth new call is refused; the others are routed.
+    assert_eq!(statuses, vec![100, 100, 100, 503, 100, 100, 100, 503]);
+    assert_eq!(h.proxy.overload_rejections(), 2);
+    assert_eq!(h.routes.len(), 6);
+    // Retransmissions of a routed call are not counted as new calls.
+    h.recv(&invite("z9hG4bKps0"), A);
+    h.recv(&invite("z9hG4bKps1"), A);
+    h.recv(&invite("z9hG4bKps2"), A);
+    assert!(!h.statuses_to(A).contains(&503));
+    assert_eq!(h.proxy.overload_rejections(), 2);
+    // Back to 0: everything is taken, and the spreading starts afresh.
+    h.proxy.set_shed_permille(0);
+    h.recv(&invite("z9hG4bKps9"), A);
+    assert_eq!(h.statuses_to(A), vec![100]);
+}
+
+#[test]
 fn responses_over_udp_go_to_the_via_port_or_rport() {
     let mut h = Harness::new();
     // Sent from port 40000, Via says 5060 without rport: reply to 5060.
