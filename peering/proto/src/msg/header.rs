@@ -177,7 +177,7 @@ impl HeaderName {
     ///
     /// Picks the one candidate by length and first letter, then compares
     /// case-insensitively: no lowercase copy and no chain of comparisons.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn from_wire_bytes(b: &[u8]) -> Self {
         let Some(&first) = b.first() else {
             return Self::Other(String::new());
