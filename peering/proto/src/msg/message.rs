@@ -305,13 +305,22 @@ impl Message {
         }
         let b = &buf[..];
         // Start line.
-        let lf = memchr::memchr(b'\n', b).ok_or(ParseError::Unterminated)?;
+        // The usual case in one search: the first CR or LF is a CRLF (then
+        // the start line holds neither). Otherwise the errors in the order
+        // of the general checks below.
+        let j = memchr::memchr2(b'\r', b'\n', b).ok_or(ParseError::Unterminated)?;
+        let (lf, crlf_first) = if b[j] == b'\r' && b.get(j + 1) == Some(&b'\n') {
+            (j + 1, true)
+        } else {
+            let lf = memchr::memchr(b'\n', b).ok_or(ParseError::Unterminated)?;
+            (lf, false)
+        };
         if lf == 0 || b[lf - 1] != b'\r' {
             return Err(ParseError::BareLineBreak);
         }
         let sl_end = lf - 1;
         let start_line = std::str::from_utf8(&b[..sl_end]).map_err(|_| ParseError::NotUtf8)?;
-        if memchr::memchr(b'\r', start_line.as_bytes()).is_some() {
+        if !crlf_first && memchr::memchr(b'\r', start_line.as_bytes()).is_some() {
             return Err(ParseError::BareLineBreak);
         }
         let start = parse_start_line(start_line)?;
@@ -790,14 +799,29 @@ fn parse_start_line(line: &str) -> Result<Start, ParseError> {
         }
         return Ok(Start::Response { status, reason });
     }
-    let sp2 = memchr::memrchr(b' ', lb).ok_or(ParseError::BadStartLine)?;
-    if sp2 == sp1 {
-        return Err(ParseError::BadStartLine);
-    }
-    check_version(&line[sp2 + 1..])?;
+    // The usual `Method SP URI SP SIP/2.0` in one search: the first SP or
+    // HTAB after the method is a SP followed by the version and nothing
+    // else, so it is the last SP, the version is right and the URI holds
+    // no LWS. Otherwise the checks one by one.
+    let fast = memchr::memchr2(b' ', b'\t', &lb[sp1 + 1..])
+        .map(|k| sp1 + 1 + k)
+        .filter(|&k| lb[k] == b' ' && &lb[k + 1..] == b"SIP/2.0");
+    let sp2 = match fast {
+        Some(sp2) => sp2,
+        None => {
+            let sp2 = memchr::memrchr(b' ', lb).ok_or(ParseError::BadStartLine)?;
+            if sp2 == sp1 {
+                return Err(ParseError::BadStartLine);
+            }
+            check_version(&line[sp2 + 1..])?;
+            sp2
+        }
+    };
     let method: Method = first.parse()?;
     let uri_s = &line[sp1 + 1..sp2];
-    if uri_s.is_empty() || memchr::memchr2(b' ', b'\t', uri_s.as_bytes()).is_some() {
+    if uri_s.is_empty()
+        || (fast.is_none() && memchr::memchr2(b' ', b'\t', uri_s.as_bytes()).is_some())
+    {
         return Err(ParseError::BadRequestUri);
     }
     // RFC 3261 §19.1.1, Table 1: headers are not allowed in a Request-URI.
