@@ -562,6 +562,7 @@ pub(crate) fn validate_in_angle(rest: &str) -> Option<usize> {
 /// its grammar goes and returns its parts and where it stopped. `at` is
 /// the first '@' of the URI, if any: when there is one it must end a valid
 /// userinfo (no later component may hold an '@').
+#[inline(always)]
 fn scan_sip_prefix(s: &str, at: Option<usize>) -> Result<(SipParts<'_>, usize), ParseError> {
     let b = s.as_bytes();
     let bad = ParseError::BadUri;
