@@ -453,6 +453,7 @@ fn skip_uri(b: &[u8], mut i: usize, mask: u8, seen: &mut u8) -> usize {
 /// trailing dot is allowed. When only digits and dots were seen the text
 /// must be an IPv4 address; otherwise the top label must start with a
 /// letter and the name be at most 256 octets.
+#[inline(always)]
 pub(crate) fn scan_hostname(s: &str, hs: usize) -> Option<usize> {
     let b = s.as_bytes();
     let mut i = hs;
