@@ -300,7 +300,7 @@ impl HeaderName {
 /// A letter position matches its letter in either case, a `-` position
 /// only `-`: the case bit 0x20 is ORed in where `lower` has bit 0x40 set
 /// (the letters), nowhere else.
-#[inline]
+#[inline(always)]
 fn eq_folded(b: &[u8], lower: &[u8]) -> bool {
     fn w8(s: &[u8], i: usize) -> u64 {
         let mut t = [0u8; 8];
