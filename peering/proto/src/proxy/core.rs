@@ -1,8 +1,7 @@
 //! The proxy state: server transactions, client transactions, and the proxy
 //! context that ties one server transaction to its serial targets.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -226,7 +225,7 @@ struct ServerEntry {
     /// The request as received, to build local responses from.
     request: Held,
     ctx: Option<u64>,
-    armed: Option<Instant>,
+    armed: Option<TimerKey>,
 }
 
 #[derive(Debug)]
@@ -253,7 +252,7 @@ struct ClientEntry {
     cancel_pending: bool,
     /// Timer C fired on this branch: its final response counts as 408.
     timed_out: bool,
-    armed: Option<Instant>,
+    armed: Option<TimerKey>,
     /// The id of its transmissions' token.
     id: u64,
 }
@@ -291,6 +290,8 @@ struct Context {
     best: Option<(u16, Option<Wire>)>,
     cancelled: bool,
     timer_c: Option<Instant>,
+    /// The queued Timer C entry (earlier than `timer_c` after a reset).
+    timer_c_armed: Option<TimerKey>,
     attempts: usize,
     /// Live client transactions that belong to this context.
     branches: usize,
@@ -303,6 +304,53 @@ enum TimerRef {
     Server(ServerKey),
     Client(ClientKey),
     TimerC(u64),
+}
+
+/// A queued deadline: when, and a sequence number that makes it unique.
+type TimerKey = (Instant, u64);
+
+/// The proxy's deadlines, in order, each removable when what it was for
+/// ends or moves. A heap that left cancelled entries in place until they
+/// came due held every call's Timer C entry (3 minutes) and every
+/// transaction's superseded timers long after the call was gone: memory
+/// that grew with the rate times the longest timer, in steps as the heap
+/// doubled.
+#[derive(Debug, Default)]
+struct TimerQueue {
+    queue: BTreeMap<TimerKey, TimerRef>,
+    seq: u64,
+}
+
+impl TimerQueue {
+    fn arm(&mut self, at: Instant, timer: TimerRef) -> TimerKey {
+        self.seq += 1;
+        let key = (at, self.seq);
+        self.queue.insert(key, timer);
+        key
+    }
+
+    fn disarm(&mut self, key: Option<TimerKey>) {
+        if let Some(key) = key {
+            self.queue.remove(&key);
+        }
+    }
+
+    fn next(&self) -> Option<Instant> {
+        self.queue.first_key_value().map(|((at, _), _)| *at)
+    }
+
+    /// The earliest entry, if due at `now`.
+    fn pop_due(&mut self, now: Instant) -> Option<(TimerKey, TimerRef)> {
+        let entry = self.queue.first_entry()?;
+        if entry.key().0 > now {
+            return None;
+        }
+        Some(entry.remove_entry())
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
 }
 
 /// The stateful proxy core. See the module documentation for the polling
@@ -320,7 +368,7 @@ pub struct Proxy {
     contexts: Map<u64, Box<Context>>,
     pending_routes: Map<u64, u64>,
     stateless_routes: Map<u64, (Message, Flow, bool)>,
-    timers: BinaryHeap<Reverse<(Instant, TimerRef)>>,
+    timers: TimerQueue,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     draining: bool,
@@ -348,7 +396,7 @@ impl Proxy {
             contexts: Map::default(),
             pending_routes: Map::default(),
             stateless_routes: Map::default(),
-            timers: BinaryHeap::new(),
+            timers: TimerQueue::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             draining: false,
@@ -415,6 +463,12 @@ impl Proxy {
     /// Live server plus client transactions, for metrics and leak tests.
     pub fn transaction_count(&self) -> usize {
         self.servers.len() + self.clients.len()
+    }
+
+    /// Queued timers, for leak tests: each belongs to a live transaction or
+    /// to a context waiting for a final response.
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
     }
 
     /// Live proxy contexts (calls being routed or forwarded).
@@ -484,7 +538,7 @@ impl Proxy {
 
     /// When [`Proxy::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        self.timers.next()
     }
 
     fn next_id(&mut self) -> u64 {
@@ -505,19 +559,13 @@ impl Proxy {
 
     /// Every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((at, _))) = self.timers.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((at, timer))) = self.timers.pop() else {
-                break;
-            };
+        while let Some((armed, timer)) = self.timers.pop_due(now) {
             match timer {
                 TimerRef::Server(key) => {
                     let Some(entry) = self.servers.get_mut(&key) else {
                         continue;
                     };
-                    if entry.armed != Some(at) {
+                    if entry.armed != Some(armed) {
                         continue;
                     }
                     entry.armed = None;
@@ -531,7 +579,7 @@ impl Proxy {
                     let Some(entry) = self.clients.get_mut(&key) else {
                         continue;
                     };
-                    if entry.armed != Some(at) {
+                    if entry.armed != Some(armed) {
                         continue;
                     }
                     entry.armed = None;
@@ -541,7 +589,7 @@ impl Proxy {
                     }
                     self.drive_client(now, &key);
                 }
-                TimerRef::TimerC(ctx_id) => self.fire_timer_c(now, ctx_id, at),
+                TimerRef::TimerC(ctx_id) => self.fire_timer_c(now, ctx_id, armed),
             }
         }
     }
@@ -811,6 +859,7 @@ impl Proxy {
                 best: None,
                 cancelled: false,
                 timer_c: None,
+                timer_c_armed: None,
                 attempts: 0,
                 branches: 0,
                 hide,
@@ -1243,7 +1292,8 @@ impl Proxy {
             if method == Method::Invite {
                 let at = now + self.config.timer_c;
                 ctx.timer_c = Some(at);
-                self.timers.push(Reverse((at, TimerRef::TimerC(ctx_id))));
+                self.timers.disarm(ctx.timer_c_armed.take());
+                ctx.timer_c_armed = Some(self.timers.arm(at, TimerRef::TimerC(ctx_id)));
             }
         }
         self.drive_client(now, &key);
@@ -1412,7 +1462,7 @@ impl Proxy {
                         return;
                     }
                     // §16.7 step 2: a provisional response resets Timer C.
-                    // The heap keeps the earlier deadline; when it fires,
+                    // The queue keeps the earlier deadline; when it fires,
                     // fire_timer_c re-queues the later one.
                     if ctx.timer_c.is_some() {
                         ctx.timer_c = Some(now + self.config.timer_c);
@@ -1434,6 +1484,7 @@ impl Proxy {
                 let first = ctx.phase != Phase::Done;
                 ctx.phase = Phase::Done;
                 ctx.timer_c = None;
+                self.timers.disarm(ctx.timer_c_armed.take());
                 let server = ctx.server.clone();
                 let call_id = ctx.call_id().to_owned();
                 let attempts = ctx.attempts;
@@ -1466,6 +1517,7 @@ impl Proxy {
         }
         ctx.active = None;
         ctx.timer_c = None;
+        self.timers.disarm(ctx.timer_c_armed.take());
         let better = ctx
             .best
             .as_ref()
@@ -1544,6 +1596,7 @@ impl Proxy {
         }
         ctx.phase = Phase::Done;
         ctx.timer_c = None;
+        self.timers.disarm(ctx.timer_c_armed.take());
         let server = ctx.server.clone();
         let call_id = ctx.call_id().to_owned();
         let attempts = ctx.attempts;
@@ -1647,18 +1700,23 @@ impl Proxy {
 
     // ----- timers -------------------------------------------------------
 
-    fn fire_timer_c(&mut self, now: Instant, ctx_id: u64, at: Instant) {
+    fn fire_timer_c(&mut self, now: Instant, ctx_id: u64, armed: TimerKey) {
         let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
             return;
         };
+        if ctx.timer_c_armed != Some(armed) {
+            return;
+        }
+        ctx.timer_c_armed = None;
         if ctx.phase != Phase::Forwarding {
             return;
         }
+        let at = armed.0;
         match ctx.timer_c {
             Some(due) if due == at => {}
             Some(later) if later > at => {
                 // Reset by a provisional response since this was queued.
-                self.timers.push(Reverse((later, TimerRef::TimerC(ctx_id))));
+                ctx.timer_c_armed = Some(self.timers.arm(later, TimerRef::TimerC(ctx_id)));
                 return;
             }
             _ => return,
@@ -1739,12 +1797,9 @@ impl Proxy {
             ServerTxn::Invite(t) => t.poll_timeout(),
             ServerTxn::NonInvite(t) => t.poll_timeout(),
         };
-        if let Some(at) = deadline
-            && entry.armed != Some(at)
-        {
-            entry.armed = Some(at);
-            self.timers
-                .push(Reverse((at, TimerRef::Server(key.clone()))));
+        if entry.armed.map(|(armed, _)| armed) != deadline {
+            self.timers.disarm(entry.armed.take());
+            entry.armed = deadline.map(|at| self.timers.arm(at, TimerRef::Server(key.clone())));
         }
         let _ = now;
     }
@@ -1796,12 +1851,9 @@ impl Proxy {
             ClientTxn::Invite(t) => t.poll_timeout(),
             ClientTxn::NonInvite(t) => t.poll_timeout(),
         };
-        if let Some(at) = deadline
-            && entry.armed != Some(at)
-        {
-            entry.armed = Some(at);
-            self.timers
-                .push(Reverse((at, TimerRef::Client(key.clone()))));
+        if entry.armed.map(|(armed, _)| armed) != deadline {
+            self.timers.disarm(entry.armed.take());
+            entry.armed = deadline.map(|at| self.timers.arm(at, TimerRef::Client(key.clone())));
         }
         let mut terminated = false;
         for ev in events.into_iter().flatten().chain(spill) {
@@ -1853,11 +1905,14 @@ impl Proxy {
     }
 
     fn remove_server(&mut self, key: &ServerKey) {
-        self.servers.remove(key);
+        if let Some(entry) = self.servers.remove(key) {
+            self.timers.disarm(entry.armed);
+        }
     }
 
     fn remove_client(&mut self, key: &ClientKey) {
         if let Some(entry) = self.clients.remove(key) {
+            self.timers.disarm(entry.armed);
             self.client_ids.remove(&entry.id);
             if let Some(ctx) = entry.ctx.and_then(|c| self.contexts.get_mut(&c)) {
                 ctx.branches = ctx.branches.saturating_sub(1);
@@ -1873,7 +1928,9 @@ impl Proxy {
         };
         let server_alive = self.servers.contains_key(&ctx.server);
         if !server_alive && ctx.branches == 0 {
-            self.contexts.remove(&ctx_id);
+            if let Some(ctx) = self.contexts.remove(&ctx_id) {
+                self.timers.disarm(ctx.timer_c_armed);
+            }
             self.pending_routes.retain(|_, c| *c != ctx_id);
         }
     }

@@ -760,6 +760,25 @@ fn overload_sheds_new_calls_and_keeps_calls_in_progress() {
 }
 
 #[test]
+fn an_answered_call_leaves_no_timer_behind() {
+    let mut h = Harness::new();
+    let fwd = forwarded_invite(&mut h, "z9hG4bKtm1");
+    // The client INVITE transaction's (Timer A) and Timer C; the server
+    // transaction needs none until it answers.
+    assert_eq!(h.proxy.timer_count(), 2);
+    h.recv(&reply(&fwd, 180, Some("tb")), B);
+    h.recv(&reply(&fwd, 200, Some("tb")), B);
+    assert_eq!(h.statuses_to(A), vec![180, 200]);
+    // Timer C went with the 2xx, the INVITE transactions with their last
+    // timers (RFC 6026 Timer L/M, 32 s): three minutes before Timer C
+    // would have come due, nothing is left queued.
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.proxy.transaction_count(), 0);
+    assert_eq!(h.proxy.context_count(), 0);
+    assert_eq!(h.proxy.timer_count(), 0);
+}
+
+#[test]
 fn partial_shedding_refuses_that_share_of_new_calls_evenly() {
     let mut h = Harness::new();
     h.proxy.set_shed_permille(250);
