@@ -190,7 +190,7 @@ impl EnumRouter {
 impl Router for EnumRouter {
     /// Cached answers are hash lookups; a lookup that needs DNS returns
     /// pending and runs as its own task.
-    fn is_cheap(&self) -> bool {
+    fn is_cheap(&self, _request: &RouteRequest) -> bool {
         true
     }
 

@@ -688,6 +688,22 @@ fn tls_domains(req: &RouteRequest) -> BTreeSet<String> {
 }
 
 impl Screen for IdentityScreen {
+    /// Member and P-Asserted-Identity checks are table lookups; only an
+    /// initial INVITE may need a signature checked or made. So in-dialog
+    /// requests (ACK, BYE) and other methods are answered inline.
+    fn is_cheap(&self, request: &RouteRequest) -> bool {
+        let initial_invite = matches!(request.kind, RouteKind::Initial)
+            && request.request.method() == Some(&Method::Invite);
+        if !initial_invite {
+            return true;
+        }
+        if request.request.header(&HeaderName::Identity).is_some() {
+            self.stir.is_none()
+        } else {
+            self.signing.is_none()
+        }
+    }
+
     fn screen<'a>(
         &'a self,
         request: &'a RouteRequest,
@@ -695,17 +711,24 @@ impl Screen for IdentityScreen {
     ) -> BoxFuture<'a, Result<(), Rejection>> {
         Box::pin(async move {
             let source = request.flow.remote.ip();
-            let domains = tls_domains(request);
+            let has_pai = request
+                .request
+                .header(&HeaderName::PAssertedIdentity)
+                .is_some();
+            // The certificate is parsed only when a table could match its
+            // domains; without one, the checks below do not read them.
+            let domains = if !self.tls_members.is_empty()
+                || (has_pai && !self.trusted_pai_domains.is_empty())
+            {
+                tls_domains(request)
+            } else {
+                BTreeSet::new()
+            };
             let member = self.authenticate(request.flow.transport, source, &domains)?;
             if member.is_some() {
                 info.member = member;
             }
-            if request
-                .request
-                .header(&HeaderName::PAssertedIdentity)
-                .is_some()
-                && !self.pai_trusted(source, &domains)
-            {
+            if has_pai && !self.pai_trusted(source, &domains) {
                 debug!(%source, "P-Asserted-Identity from outside the trust domain removed");
                 info.remove_headers.push(HeaderName::PAssertedIdentity);
             }

@@ -396,7 +396,14 @@ async fn core_loop(
                 }
             }
             Some((id, decision)) = route_rx.recv() => {
-                proxy.handle_route(now(), id, decision);
+                // Answers of routing tasks that finished together are
+                // taken in one turn, like queued input below.
+                let now = now();
+                proxy.handle_route(now, id, decision);
+                for _ in 1..INPUT_BATCH {
+                    let Ok((id, decision)) = route_rx.try_recv() else { break };
+                    proxy.handle_route(now, id, decision);
+                }
             }
             msg = input.recv() => {
                 let Some(first) = msg else { break };
@@ -564,17 +571,14 @@ fn handle_event(
         } => {
             let router = router.clone();
             let peer_certificates = flow.conn.and_then(|c| transports.peer_certificates(c));
-            let cheap = router.is_cheap();
-            let mut routing = Box::pin(async move {
-                router
-                    .route(RouteRequest {
-                        request,
-                        flow,
-                        kind,
-                        peer_certificates,
-                    })
-                    .await
-            });
+            let question = RouteRequest {
+                request,
+                flow,
+                kind,
+                peer_certificates,
+            };
+            let cheap = router.is_cheap(&question);
+            let mut routing = Box::pin(async move { router.route(question).await });
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             let first = if cheap {
                 let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -399,7 +399,7 @@ pub struct PolicyScreen(pub Arc<PolicyLayer>);
 impl Screen for PolicyScreen {
     /// Admission and limits are table lookups (well under a microsecond);
     /// SPIT history comes from the store and makes the answer pending.
-    fn is_cheap(&self) -> bool {
+    fn is_cheap(&self, _request: &RouteRequest) -> bool {
         true
     }
 

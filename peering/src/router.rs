@@ -36,10 +36,11 @@ pub trait Router: Send + Sync + 'static {
     /// Answers one routing question.
     fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision>;
 
-    /// Whether an answer that needs no I/O is also cheap in CPU (a table
-    /// lookup, not a signature): the node then takes it inline on its core
-    /// task instead of spawning a task for it.
-    fn is_cheap(&self) -> bool {
+    /// Whether the answer to `request`, when it needs no I/O, is also cheap
+    /// in CPU (a table lookup, not a signature): the node then takes it
+    /// inline on its core task instead of spawning a task for it.
+    fn is_cheap(&self, request: &RouteRequest) -> bool {
+        let _ = request;
         false
     }
 }
@@ -97,7 +98,8 @@ pub trait Screen: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), Rejection>>;
 
     /// See [`Router::is_cheap`]; signature checks are not.
-    fn is_cheap(&self) -> bool {
+    fn is_cheap(&self, request: &RouteRequest) -> bool {
+        let _ = request;
         false
     }
 }
@@ -128,8 +130,8 @@ impl Pipeline {
 }
 
 impl Router for Pipeline {
-    fn is_cheap(&self) -> bool {
-        self.screens.iter().all(|s| s.is_cheap()) && self.destination.is_cheap()
+    fn is_cheap(&self, request: &RouteRequest) -> bool {
+        self.screens.iter().all(|s| s.is_cheap(request)) && self.destination.is_cheap(request)
     }
 
     fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision> {
@@ -174,8 +176,8 @@ impl Router for Pipeline {
 pub struct FirstMatch(pub Vec<Arc<dyn Router>>);
 
 impl Router for FirstMatch {
-    fn is_cheap(&self) -> bool {
-        self.0.iter().all(|r| r.is_cheap())
+    fn is_cheap(&self, request: &RouteRequest) -> bool {
+        self.0.iter().all(|r| r.is_cheap(request))
     }
 
     fn route(&self, request: RouteRequest) -> BoxFuture<'_, RouteDecision> {
@@ -254,7 +256,7 @@ pub fn called_number(uri: &Uri) -> Option<String> {
 }
 
 impl Router for StaticRouter {
-    fn is_cheap(&self) -> bool {
+    fn is_cheap(&self, _request: &RouteRequest) -> bool {
         true
     }
 

@@ -298,3 +298,34 @@ fn valid_tokens_name_standard_and_attestation() {
         }
     }
 }
+
+#[test]
+fn only_initial_invites_that_need_a_signature_are_not_cheap() {
+    let verifying = IdentityScreen::new(&verifying_section(""), "n").expect("screen");
+    let with_identity = route_request(
+        invite("Identity: x.y.z;info=<https://a/b>\r\n"),
+        "192.0.2.1:5060",
+    );
+    assert!(!verifying.is_cheap(&with_identity));
+    // Without Identity and without signing: 428 or pass, no signature.
+    assert!(verifying.is_cheap(&route_request(invite(""), "192.0.2.1:5060")));
+    // In-dialog requests (ACK, BYE) are only screened for member and PAI.
+    let mut in_dialog = with_identity.clone();
+    in_dialog.kind = RouteKind::InDialog {
+        next_hop: "sip:192.0.2.9".parse().expect("uri"),
+    };
+    assert!(verifying.is_cheap(&in_dialog));
+
+    // A node that does not verify passes the header on.
+    let passing = IdentityScreen::new(&section(""), "n").expect("screen");
+    assert!(passing.is_cheap(&with_identity));
+
+    // A node that signs for the source does not answer inline.
+    let key = example("sti-repo/DEMO-ONLY-sp-sample.key");
+    let signing = verifying_section(&format!(
+        "sign_key = \"{}\"\nsign_x5u = \"{SAMPLE_X5U}\"\nsign_sources = [\"192.0.2.0/24\"]\n",
+        key.display()
+    ));
+    let signing = IdentityScreen::new(&signing, "n").expect("screen");
+    assert!(!signing.is_cheap(&route_request(invite(""), "192.0.2.1:5060")));
+}
