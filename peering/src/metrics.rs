@@ -40,7 +40,7 @@ pub struct Metrics {
     /// New calls refused with 503 because of overload.
     pub overload_rejections: AtomicU64,
     /// The smallest time a datagram waited in the kernel's UDP receive
-    /// queue during the last 100 ms with traffic, in microseconds.
+    /// queue during the last 500 ms with traffic, in microseconds.
     pub udp_queue_delay_us: AtomicI64,
     /// Datagrams the kernel dropped because a UDP receive queue was full.
     pub udp_receive_drops: AtomicU64,
@@ -168,7 +168,7 @@ impl Metrics {
         let delay = self.udp_queue_delay_us.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(
             out,
-            "# HELP peering_udp_queue_delay_seconds Shortest wait of a datagram in the kernel's UDP receive queue over the last 100 ms with traffic\n# TYPE peering_udp_queue_delay_seconds gauge\npeering_udp_queue_delay_seconds {delay}"
+            "# HELP peering_udp_queue_delay_seconds Shortest wait of a datagram in the kernel's UDP receive queue over the last 500 ms with traffic\n# TYPE peering_udp_queue_delay_seconds gauge\npeering_udp_queue_delay_seconds {delay}"
         );
         let map = self.labelled.lock().unwrap_or_else(|e| e.into_inner());
         let mut last_family = "";

@@ -18,8 +18,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The measuring interval: a burst shorter than this is not overload.
-pub const INTERVAL: Duration = Duration::from_millis(100);
+/// The measuring interval: a queue that drains within it is not overload.
+/// Half a second (SIP's T1): long enough that the backlog of a short stall
+/// of the node (a large table growing, say) drains within it even at 80 %
+/// load, short enough to act before the retransmissions of a real overload
+/// pile up.
+pub const INTERVAL: Duration = Duration::from_millis(500);
 
 /// Lost datagrams, per this many received in an interval, that make the
 /// queue count as standing (1 %): a single loss in a retransmission burst
@@ -110,7 +114,7 @@ impl QueueMonitor {
 /// Shared between the receive loops and the core: how many per mille of
 /// new calls to refuse, adjusted at every finished window (AIMD on the
 /// share of calls admitted: a standing queue takes a fifth of the admitted
-/// share away, a drained one gives back 5 % of all calls), plus the figures
+/// share away, a drained one gives back 10 % of all calls), plus the figures
 /// behind it.
 #[derive(Debug)]
 pub struct ShedSignal {
@@ -128,7 +132,7 @@ pub struct ShedSignal {
 
 /// Per mille given back to new calls by each window without a standing
 /// queue.
-const RECOVERY_STEP: u64 = 50;
+const RECOVERY_STEP: u64 = 100;
 
 impl ShedSignal {
     /// A signal that is not shedding.
@@ -201,6 +205,8 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    /// The monitor tests' interval (the monitor takes any).
+    const IV: Duration = Duration::from_millis(100);
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -220,7 +226,7 @@ mod tests {
     #[test]
     fn a_burst_that_drains_is_not_standing() {
         let t0 = Instant::now();
-        let mut m = QueueMonitor::new(20 * MS, INTERVAL);
+        let mut m = QueueMonitor::new(20 * MS, IV);
         // Delays of 50 ms during a burst, then the queue empties.
         let w = run(
             &mut m,
@@ -241,7 +247,7 @@ mod tests {
     #[test]
     fn a_queue_that_never_drains_is_standing() {
         let t0 = Instant::now();
-        let mut m = QueueMonitor::new(20 * MS, INTERVAL);
+        let mut m = QueueMonitor::new(20 * MS, IV);
         let w = run(
             &mut m,
             t0,
@@ -264,7 +270,7 @@ mod tests {
     #[test]
     fn losses_count_against_the_datagrams_of_the_window() {
         let t0 = Instant::now();
-        let mut m = QueueMonitor::new(20 * MS, INTERVAL);
+        let mut m = QueueMonitor::new(20 * MS, IV);
         // No count until the kernel drops something, then 1.
         let mut samples: Vec<_> = (0..200).map(|i| (i / 2, Some(0), None)).collect();
         samples.push((100, Some(0), Some(1)));
@@ -285,7 +291,7 @@ mod tests {
     #[test]
     fn the_drop_counter_wraps() {
         let t0 = Instant::now();
-        let mut m = QueueMonitor::new(20 * MS, INTERVAL);
+        let mut m = QueueMonitor::new(20 * MS, IV);
         let w = run(
             &mut m,
             t0,
@@ -313,21 +319,18 @@ mod tests {
         let signal = ShedSignal::new(t0);
         assert_eq!(signal.shed_permille(t0), 0);
         let mut seen = Vec::new();
-        for (i, standing) in [true, true, true, false, false, true]
-            .into_iter()
-            .enumerate()
-        {
-            let at = t0 + ms(100 * (i as u64 + 1));
+        let mut at = t0;
+        for standing in [true, true, true, false, false, true] {
+            at += INTERVAL;
             signal.record(at, &window(standing));
             seen.push(signal.shed_permille(at));
         }
-        // A fifth of the admitted share goes at each standing window; 5 %
+        // A fifth of the admitted share goes at each standing window; 10 %
         // comes back at each drained one.
-        assert_eq!(seen, vec![200, 360, 488, 438, 388, 511]);
+        assert_eq!(seen, vec![200, 360, 488, 388, 288, 431]);
         assert_eq!(signal.queue_delay(), 30 * MS);
         assert_eq!(signal.dropped(), 4);
         // Sustained overload converges on refusing (nearly) everything.
-        let mut at = t0 + ms(600);
         for _ in 0..40 {
             at += INTERVAL;
             signal.record(at, &window(true));
@@ -339,14 +342,16 @@ mod tests {
     fn shedding_ends_when_the_traffic_stops() {
         let t0 = Instant::now();
         let signal = ShedSignal::new(t0);
-        signal.record(t0 + 100 * MS, &window(true));
-        assert_eq!(signal.shed_permille(t0 + 299 * MS), 200);
+        let at = t0 + INTERVAL;
+        signal.record(at, &window(true));
+        assert_eq!(signal.shed_permille(at + 2 * INTERVAL - MS), 200);
         // No window for two intervals: nothing is waiting any more.
-        assert_eq!(signal.shed_permille(t0 + 301 * MS), 0);
+        assert_eq!(signal.shed_permille(at + 2 * INTERVAL + MS), 0);
         // Traffic that comes back starts from nothing refused.
-        signal.record(t0 + 1000 * MS, &window(false));
-        assert_eq!(signal.shed_permille(t0 + 1000 * MS), 0);
-        signal.record(t0 + 1100 * MS, &window(true));
-        assert_eq!(signal.shed_permille(t0 + 1100 * MS), 200);
+        let later = at + 10 * INTERVAL;
+        signal.record(later, &window(false));
+        assert_eq!(signal.shed_permille(later), 0);
+        signal.record(later + INTERVAL, &window(true));
+        assert_eq!(signal.shed_permille(later + INTERVAL), 200);
     }
 }

@@ -198,7 +198,7 @@ pub struct SipSection {
     /// quarter of this; 0 never sheds load.
     #[serde(default = "default_overload_backlog")]
     pub overload_backlog: usize,
-    /// Milliseconds: when, for 100 ms, no datagram waited less than this in
+    /// Milliseconds: when, for 500 ms, no datagram waited less than this in
     /// the kernel's UDP receive queue (or 1 % or more of them were dropped
     /// because that queue was full), new calls are refused with 503 +
     /// Retry-After; 0 does not watch the queue.
