@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use peering::config::Config;
 use peering_proto::msg::{HeaderName, Message};
 use peering_proto::proxy::Transport;
+use peering_tests::node_config;
 use peering_tests::ua::Call;
 
 /// How long the flood lasts at most.
@@ -30,7 +30,6 @@ fn invite(n: u64, me: std::net::SocketAddr) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_gets_503_and_the_node_recovers() {
-    let dir = tempfile::tempdir().expect("tempdir");
     // Forwarded INVITEs go here and are never answered.
     let sink = UdpSocket::bind("127.0.0.1:0").expect("bind sink");
     let sink_addr = sink.local_addr().expect("sink addr");
@@ -50,8 +49,7 @@ prefix = "+"
 targets = ["sip:{sink_addr}"]
 "#
     );
-    let mut config = Config::from_toml(&toml).expect("node config");
-    config.node.data_dir = Some(dir.path().join("data"));
+    let (config, _dir) = node_config(&toml);
     let node = peering::node::start(config).await.expect("node starts");
     let node_addr = node.addr(Transport::Udp).expect("udp listener");
 

@@ -289,9 +289,8 @@ struct Context {
     /// no message when the branch ended by timeout or transport error.
     best: Option<(u16, Option<Wire>)>,
     cancelled: bool,
-    timer_c: Option<Instant>,
-    /// The queued Timer C entry (earlier than `timer_c` after a reset).
-    timer_c_armed: Option<TimerKey>,
+    /// Timer C's queued entry while it runs.
+    timer_c: Option<TimerKey>,
     attempts: usize,
     /// Live client transactions that belong to this context.
     branches: usize,
@@ -859,7 +858,6 @@ impl Proxy {
                 best: None,
                 cancelled: false,
                 timer_c: None,
-                timer_c_armed: None,
                 attempts: 0,
                 branches: 0,
                 hide,
@@ -1291,9 +1289,8 @@ impl Proxy {
             }
             if method == Method::Invite {
                 let at = now + self.config.timer_c;
-                ctx.timer_c = Some(at);
-                self.timers.disarm(ctx.timer_c_armed.take());
-                ctx.timer_c_armed = Some(self.timers.arm(at, TimerRef::TimerC(ctx_id)));
+                self.timers.disarm(ctx.timer_c.take());
+                ctx.timer_c = Some(self.timers.arm(at, TimerRef::TimerC(ctx_id)));
             }
         }
         self.drive_client(now, &key);
@@ -1462,10 +1459,10 @@ impl Proxy {
                         return;
                     }
                     // §16.7 step 2: a provisional response resets Timer C.
-                    // The queue keeps the earlier deadline; when it fires,
-                    // fire_timer_c re-queues the later one.
-                    if ctx.timer_c.is_some() {
-                        ctx.timer_c = Some(now + self.config.timer_c);
+                    if let Some(running) = ctx.timer_c.take() {
+                        self.timers.disarm(Some(running));
+                        let at = now + self.config.timer_c;
+                        ctx.timer_c = Some(self.timers.arm(at, TimerRef::TimerC(ctx_id)));
                     }
                     let server = ctx.server.clone();
                     if let Some(resp) = upstream {
@@ -1483,8 +1480,7 @@ impl Proxy {
                 };
                 let first = ctx.phase != Phase::Done;
                 ctx.phase = Phase::Done;
-                ctx.timer_c = None;
-                self.timers.disarm(ctx.timer_c_armed.take());
+                self.timers.disarm(ctx.timer_c.take());
                 let server = ctx.server.clone();
                 let call_id = ctx.call_id().to_owned();
                 let attempts = ctx.attempts;
@@ -1516,8 +1512,7 @@ impl Proxy {
             return;
         }
         ctx.active = None;
-        ctx.timer_c = None;
-        self.timers.disarm(ctx.timer_c_armed.take());
+        self.timers.disarm(ctx.timer_c.take());
         let better = ctx
             .best
             .as_ref()
@@ -1595,8 +1590,7 @@ impl Proxy {
             return;
         }
         ctx.phase = Phase::Done;
-        ctx.timer_c = None;
-        self.timers.disarm(ctx.timer_c_armed.take());
+        self.timers.disarm(ctx.timer_c.take());
         let server = ctx.server.clone();
         let call_id = ctx.call_id().to_owned();
         let attempts = ctx.attempts;
@@ -1704,24 +1698,13 @@ impl Proxy {
         let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
             return;
         };
-        if ctx.timer_c_armed != Some(armed) {
+        if ctx.timer_c != Some(armed) {
             return;
         }
-        ctx.timer_c_armed = None;
+        ctx.timer_c = None;
         if ctx.phase != Phase::Forwarding {
             return;
         }
-        let at = armed.0;
-        match ctx.timer_c {
-            Some(due) if due == at => {}
-            Some(later) if later > at => {
-                // Reset by a provisional response since this was queued.
-                ctx.timer_c_armed = Some(self.timers.arm(later, TimerRef::TimerC(ctx_id)));
-                return;
-            }
-            _ => return,
-        }
-        ctx.timer_c = None;
         let Some(active) = ctx.active.clone() else {
             return;
         };
@@ -1929,7 +1912,7 @@ impl Proxy {
         let server_alive = self.servers.contains_key(&ctx.server);
         if !server_alive && ctx.branches == 0 {
             if let Some(ctx) = self.contexts.remove(&ctx_id) {
-                self.timers.disarm(ctx.timer_c_armed);
+                self.timers.disarm(ctx.timer_c);
             }
             self.pending_routes.retain(|_, c| *c != ctx_id);
         }
