@@ -120,48 +120,11 @@ pub(crate) fn validate_angle_list(v: &str) -> Option<bool> {
 /// wrong or `f` refuses a parameter.
 pub(crate) fn scan_params<'a>(
     s: &'a str,
-    mut i: usize,
-    mut f: impl FnMut(&'a str, Option<&'a str>) -> bool,
+    i: usize,
+    f: impl FnMut(&'a str, Option<&'a str>) -> bool,
 ) -> bool {
-    let b = s.as_bytes();
-    loop {
-        i = skip_lws(b, i);
-        if i == b.len() {
-            return true;
-        }
-        if b[i] != b';' {
-            return false;
-        }
-        i = skip_lws(b, i + 1);
-        let ns = i;
-        i = skip_token(b, i);
-        if i == ns {
-            return false;
-        }
-        let name = &s[ns..i];
-        let j = skip_lws(b, i);
-        let value = if b.get(j) == Some(&b'=') {
-            let vs = skip_lws(b, j + 1);
-            let ve = if b.get(vs) == Some(&b'"') {
-                match skip_quoted(b, vs) {
-                    Some(e) => e,
-                    None => return false,
-                }
-            } else {
-                skip_table(b, vs, &GEN_VALUE, 1)
-            };
-            if ve == vs {
-                return false;
-            }
-            i = ve;
-            Some(&s[vs..ve])
-        } else {
-            None
-        };
-        if !f(name, value) {
-            return false;
-        }
-    }
+    // The same walk as up to a comma; a comma before the end is an error here.
+    scan_params_to_comma(s, i, f) == Some(s.len())
 }
 
 /// An address: `name-addr` or `addr-spec`, with header parameters.
