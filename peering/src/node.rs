@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::FutureExt as _;
 use peering_proto::proxy::{
-    Event, LocalInterface, Proxy, ProxyConfig, RouteDecision, RouteId, Transport,
+    Event, LocalInterface, Proxy, ProxyConfig, RouteDecision, RouteId, Transmit, Transport,
 };
 use peering_proto::txn::TimerConfig;
 use tokio::sync::{mpsc, watch};
@@ -337,6 +337,8 @@ async fn core_loop(
     let timer = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(timer);
     let mut armed: Option<tokio::time::Instant> = None;
+    // The transmissions of one turn, sent together at its end.
+    let mut outbox: Vec<Transmit> = Vec::with_capacity(INPUT_BATCH * 2);
     // While shedding, a wake-up every overload interval, so that shedding
     // ends (and the gauge says so) even when nothing arrives.
     let recheck = tokio::time::sleep_until(tokio::time::Instant::now());
@@ -417,7 +419,7 @@ async fn core_loop(
                     match item {
                         Input::Message(message, flow) => {
                             match policy.as_ref().and_then(|p| refuse_early(p, &message, &flow)) {
-                                Some(transmit) => transports.send(transmit),
+                                Some(transmit) => outbox.push(transmit),
                                 None => proxy.handle_message(now, message, flow),
                             }
                         }
@@ -453,7 +455,7 @@ async fn core_loop(
         // ENUM) feed straight back in, which may produce more events.
         loop {
             while let Some(transmit) = proxy.poll_transmit() {
-                transports.send(transmit);
+                outbox.push(transmit);
             }
             let mut ready = Vec::new();
             while let Some(event) = proxy.poll_event() {
@@ -479,6 +481,9 @@ async fn core_loop(
                 proxy.handle_route(now, id, decision);
             }
         }
+        // Everything this turn produced leaves together: one `sendmmsg`
+        // per UDP socket instead of a system call per datagram.
+        transports.send_all(&mut outbox);
         metrics
             .transactions
             .store(proxy.transaction_count() as i64, Ordering::Relaxed);
@@ -507,7 +512,7 @@ fn refuse_early(
     policy: &PolicyLayer,
     message: &peering_proto::msg::Message,
     flow: &peering_proto::proxy::Flow,
-) -> Option<peering_proto::proxy::Transmit> {
+) -> Option<Transmit> {
     if !message.is_request() {
         return None;
     }
@@ -527,7 +532,7 @@ fn refuse_early(
         Some("scan"),
         &headers,
     );
-    Some(peering_proto::proxy::Transmit {
+    Some(Transmit {
         transport: flow.transport,
         remote: flow.remote,
         local: Some(flow.local),

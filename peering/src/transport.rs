@@ -10,7 +10,7 @@
 //! connection to the same peer (RFC 5923 style) or open one.
 
 use std::collections::HashMap;
-use std::io::IoSliceMut;
+use std::io::{IoSlice, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd as _, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +24,7 @@ use nix::sys::socket::{
 use nix::sys::time::TimeSpec;
 use peering_proto::msg::{self, Frame, Message, StreamDecoder};
 use peering_proto::proxy::{ConnId, Flow, Transmit, TransmitToken, Transport};
+use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny};
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -595,16 +596,105 @@ impl Transports {
         }
     }
 
-    fn send_udp(&self, transmit: Transmit) {
-        let endpoint = transmit
+    /// Sends the transmissions of one turn of the core, in order per
+    /// socket and per connection: the UDP datagrams of each socket leave
+    /// in `sendmmsg` calls of up to [`SEND_BATCH`] (one system call, and
+    /// one wake-up of a receiver that gets several), stream messages are
+    /// queued as by [`Transports::send`]. Empties `batch`.
+    pub fn send_all(&self, batch: &mut Vec<Transmit>) {
+        if batch.len() < 2 {
+            if let Some(transmit) = batch.pop() {
+                self.send(transmit);
+            }
+            return;
+        }
+        // Datagrams by socket (index into `self.udp`); a node has one or
+        // two UDP sockets, so a short list beats a map.
+        let mut per_socket: Vec<(usize, Vec<Transmit>)> = Vec::new();
+        for transmit in batch.drain(..) {
+            self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
+            if transmit.transport != Transport::Udp {
+                self.send_stream(transmit);
+                continue;
+            }
+            let Some(index) = self.udp_endpoint(&transmit) else {
+                self.fail(transmit.token);
+                continue;
+            };
+            match per_socket.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, datagrams)) => datagrams.push(transmit),
+                None => per_socket.push((index, vec![transmit])),
+            }
+        }
+        for (index, datagrams) in per_socket {
+            self.send_datagrams(&self.udp[index], datagrams);
+        }
+    }
+
+    /// The UDP socket a datagram leaves from: the one it names, else the
+    /// first of the destination's address family.
+    fn udp_endpoint(&self, transmit: &Transmit) -> Option<usize> {
+        transmit
             .local
-            .and_then(|l| self.udp.iter().find(|e| e.local == l))
+            .and_then(|l| self.udp.iter().position(|e| e.local == l))
             .or_else(|| {
                 self.udp
                     .iter()
-                    .find(|e| e.local.is_ipv4() == transmit.remote.is_ipv4())
+                    .position(|e| e.local.is_ipv4() == transmit.remote.is_ipv4())
+            })
+    }
+
+    /// Sends datagrams from one socket with `sendmmsg`, in order. The
+    /// kernel reports an error only for the first datagram of a call (the
+    /// ones before it went out): that one fails, the rest are sent on.
+    /// When the socket buffer is full the rest wait for room in a task of
+    /// their own, still in order, so the core never blocks.
+    fn send_datagrams(&self, endpoint: &UdpEndpoint, mut datagrams: Vec<Transmit>) {
+        let mut sent = 0;
+        while sent < datagrams.len() {
+            let chunk = &datagrams[sent..datagrams.len().min(sent + SEND_BATCH)];
+            let result = endpoint.socket.try_io(Interest::WRITABLE, || {
+                sendmmsg_chunk(&endpoint.socket, chunk)
             });
-        let Some(endpoint) = endpoint else {
+            match result {
+                Ok(n) if n > 0 => sent += n,
+                Ok(_) => {
+                    self.send_later(endpoint, datagrams.split_off(sent));
+                    return;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.send_later(endpoint, datagrams.split_off(sent));
+                    return;
+                }
+                Err(e) => {
+                    debug!(remote = %datagrams[sent].remote, error = %e, "udp send failed");
+                    self.fail(datagrams[sent].token.take());
+                    sent += 1;
+                }
+            }
+        }
+    }
+
+    /// Datagrams that found the socket buffer full: sent in order as room
+    /// appears.
+    fn send_later(&self, endpoint: &UdpEndpoint, datagrams: Vec<Transmit>) {
+        let socket = endpoint.socket.clone();
+        let this = self.clone();
+        tokio::spawn(async move {
+            for transmit in datagrams {
+                if socket
+                    .send_to(&transmit.bytes, transmit.remote)
+                    .await
+                    .is_err()
+                {
+                    this.fail(transmit.token);
+                }
+            }
+        });
+    }
+
+    fn send_udp(&self, transmit: Transmit) {
+        let Some(endpoint) = self.udp_endpoint(&transmit).map(|i| &self.udp[i]) else {
             self.fail(transmit.token);
             return;
         };
@@ -861,6 +951,27 @@ impl RecvBatch {
         }
         Ok(())
     }
+}
+
+/// Datagrams handed to the kernel in one `sendmmsg` call.
+const SEND_BATCH: usize = 64;
+
+/// One `sendmmsg` call for `chunk` (at most [`SEND_BATCH`] datagrams):
+/// how many the kernel took.
+fn sendmmsg_chunk(socket: &UdpSocket, chunk: &[Transmit]) -> std::io::Result<usize> {
+    let addresses: Vec<SocketAddrAny> = chunk.iter().map(|t| t.remote.into()).collect();
+    let slices: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|t| [IoSlice::new(&t.bytes)]).collect();
+    let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> = chunk
+        .iter()
+        .map(|_| SendAncillaryBuffer::default())
+        .collect();
+    let mut headers: Vec<MMsgHdr<'_>> = addresses
+        .iter()
+        .zip(&slices)
+        .zip(controls.iter_mut())
+        .map(|((address, slice), control)| MMsgHdr::new_with_addr(address, slice, control))
+        .collect();
+    rustix::net::sendmmsg(socket, &mut headers, SendFlags::DONTWAIT).map_err(std::io::Error::from)
 }
 
 /// Binds a UDP socket with large buffers (bursts of retransmissions at
