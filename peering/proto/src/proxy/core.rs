@@ -1482,17 +1482,17 @@ impl Proxy {
                 ctx.phase = Phase::Done;
                 self.timers.disarm(ctx.timer_c.take());
                 let server = ctx.server.clone();
-                let call_id = ctx.call_id().to_owned();
-                let attempts = ctx.attempts;
+                let call_final = first.then(|| Event::CallFinal {
+                    call_id: ctx.call_id().to_owned(),
+                    status,
+                    attempts: ctx.attempts,
+                });
                 if let Some(resp) = upstream {
                     self.respond_message(now, &server, status, resp);
                 }
-                if first {
-                    self.events.push_back(Event::CallFinal {
-                        call_id,
-                        status,
-                        attempts,
-                    });
+                if let Some(event) = call_final {
+                    self.events.push_back(event);
+                    self.release_request(ctx_id);
                 }
             }
             _ => {
@@ -1555,6 +1555,7 @@ impl Proxy {
                         status,
                         attempts,
                     });
+                    self.release_request(ctx_id);
                 }
             }
             Some((status, _)) => {
@@ -1610,6 +1611,30 @@ impl Proxy {
                 status,
                 attempts,
             });
+        }
+        self.release_request(ctx_id);
+    }
+
+    /// Once a context has sent its final response upstream it keeps
+    /// nothing of its request but the Call-ID, and its server transaction
+    /// nothing of the request: the request is not forwarded again nor
+    /// answered locally, and the server transaction retransmits from its
+    /// own copy of the response. Both linger up to 32 s (RFC 3261 Timer J,
+    /// RFC 6026 Timer L), so at thousands of calls per second this is most
+    /// of the node's memory. A hidden context keeps its request: a 2xx
+    /// retransmission still needs the caller side's Vias restored from it.
+    fn release_request(&mut self, ctx_id: u64) {
+        let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
+            return;
+        };
+        if ctx.hide || ctx.phase != Phase::Done {
+            return;
+        }
+        let call_id = Bytes::copy_from_slice(ctx.call_id().as_bytes());
+        ctx.call_id = 0..call_id.len();
+        ctx.request = Held::Raw(call_id);
+        if let Some(entry) = self.servers.get_mut(&ctx.server) {
+            entry.request = Held::Raw(Bytes::new());
         }
     }
 
