@@ -55,6 +55,12 @@ pub fn validate_request(req: &Message) -> Result<(), Rejection> {
 /// tag, Call-ID, CSeq number, and the Route and Proxy-Require headers. A
 /// request that comes back with the same hash in one of our Vias has looped.
 pub fn loop_hash(req: &Message) -> u64 {
+    loop_hash_after(req, 0)
+}
+
+/// [`loop_hash`] of `req` as forwarded without its first `own_routes`
+/// Route values (ours, dropped by §16.4 in the forwarding edit).
+pub fn loop_hash_after(req: &Message, own_routes: usize) -> u64 {
     let mut h = DefaultHasher::new();
     if let Some(uri) = req.request_uri() {
         // As `uri.to_string().hash(..)` would, without the String: the
@@ -67,7 +73,11 @@ pub fn loop_hash(req: &Message) -> u64 {
     req.to_tag().hash(&mut h);
     req.call_id().hash(&mut h);
     req.cseq().seq.hash(&mut h);
-    for value in req.header_values(&HeaderName::Route) {
+    for value in req
+        .header_values(&HeaderName::Route)
+        .into_iter()
+        .skip(own_routes)
+    {
         value.trim().hash(&mut h);
     }
     for value in req.header_values(&HeaderName::ProxyRequire) {

@@ -569,12 +569,20 @@ fn in_dialog_requests_follow_the_route_set() {
             next_hop: "sip:edge-b.example;lr".parse().expect("uri")
         }
     );
-    let routes = req.routes().expect("routes");
-    assert_eq!(routes.len(), 1, "our own Route value removed");
-    assert_eq!(routes[0].uri.to_string(), "sip:edge-b.example;lr");
+    // The routing seam sees the request as received; our own Route value
+    // goes in the forwarding edit.
+    assert_eq!(req.routes().expect("routes").len(), 2);
     h.route_to(&[("sip:callee@198.51.100.7:5070", B, Transport::Udp)]);
     let at_b = h.take_to(B);
     assert_eq!(at_b.len(), 1);
+    let routes = at_b[0].routes().expect("routes");
+    assert_eq!(routes.len(), 1, "our own Route value removed");
+    assert_eq!(routes[0].uri.to_string(), "sip:edge-b.example;lr");
+    assert_eq!(
+        at_b[0].header(&HeaderName::Route),
+        Some("<sip:edge-b.example;lr>"),
+        "the rest of the route set passed on as received"
+    );
     assert!(
         at_b[0].record_routes().expect("rr").is_empty(),
         "no Record-Route on in-dialog requests"

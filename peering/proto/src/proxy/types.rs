@@ -212,7 +212,11 @@ pub enum Event {
     Route {
         /// The question's id.
         id: RouteId,
-        /// The request after route pre-processing (§16.4).
+        /// The request after route pre-processing (§16.4). An in-dialog
+        /// request that only needed our own Route values dropped from the
+        /// top comes as received: they are dropped when it is forwarded,
+        /// and `kind` names its next hop. Initial requests, and those whose
+        /// Request-URI a strict router changed, come edited.
         request: Message,
         /// Where it came from.
         flow: Flow,
