@@ -32,22 +32,51 @@ const CALLS: u64 = 10_000;
 /// The budget per held call (server INVITE + client INVITE + context).
 const BUDGET: usize = 4096;
 
-/// One call up to a relayed 180, left ringing.
-fn ring(p: &mut Proxy, now: Instant, n: u64, target: &Target) {
-    let drain = |p: &mut Proxy| -> Vec<Bytes> {
-        let mut sent = Vec::new();
-        while let Some(t) = p.poll_transmit() {
-            sent.push(t.bytes);
+/// What a measured region left allocated, in all and per call.
+struct Held {
+    live_bytes: isize,
+    live_blocks: isize,
+    per_call: f64,
+    blocks_per_call: f64,
+}
+
+impl Held {
+    fn of(stats: &stats_alloc::Stats) -> Self {
+        let live_bytes = stats.bytes_allocated as isize - stats.bytes_deallocated as isize
+            + stats.bytes_reallocated;
+        let live_blocks = stats.allocations as isize - stats.deallocations as isize;
+        Self {
+            live_bytes,
+            live_blocks,
+            per_call: live_bytes as f64 / CALLS as f64,
+            blocks_per_call: live_blocks as f64 / CALLS as f64,
         }
-        sent
-    };
+    }
+}
+
+/// Everything the proxy has queued to send.
+fn drain(p: &mut Proxy) -> Vec<Bytes> {
+    let mut sent = Vec::new();
+    while let Some(t) = p.poll_transmit() {
+        sent.push(t.bytes);
+    }
+    sent
+}
+
+/// Call `n`'s INVITE in, routed to `target`: the INVITE as forwarded.
+fn forward_invite(p: &mut Proxy, now: Instant, n: u64, target: &Target) -> Message {
     p.handle_message(now, Message::parse(invite(n)).unwrap(), flow(A));
     drain(p);
     let Some(Event::Route { id, .. }) = p.poll_event() else {
         panic!("route question expected")
     };
     p.handle_route(now, id, RouteDecision::forward(vec![target.clone()]));
-    let fwd = Message::parse(drain(p).pop().unwrap()).unwrap();
+    Message::parse(drain(p).pop().unwrap()).unwrap()
+}
+
+/// One call up to a relayed 180, left ringing.
+fn ring(p: &mut Proxy, now: Instant, n: u64, target: &Target) {
+    let fwd = forward_invite(p, now, n, target);
     let resp = msg::response_to(&fwd, 180, "Ringing", Some("tb"), &[]);
     p.handle_message(now, Message::parse(resp).unwrap(), flow(B));
     assert_eq!(drain(p).len(), 1, "the 180 is relayed");
@@ -65,14 +94,15 @@ fn heap_per_ringing_call() {
     for n in 1..=CALLS {
         ring(&mut p, now, n, &target);
     }
-    let stats = region.change();
+    let held = Held::of(&region.change());
     assert_eq!(p.context_count(), CALLS as usize);
     assert_eq!(p.transaction_count(), 2 * CALLS as usize);
-    let live_bytes =
-        stats.bytes_allocated as isize - stats.bytes_deallocated as isize + stats.bytes_reallocated;
-    let live_blocks = stats.allocations as isize - stats.deallocations as isize;
-    let per_call = live_bytes as f64 / CALLS as f64;
-    let blocks_per_call = live_blocks as f64 / CALLS as f64;
+    let Held {
+        live_bytes,
+        live_blocks,
+        per_call,
+        blocks_per_call,
+    } = held;
     println!(
         "held ringing calls: {CALLS}; heap live: {live_bytes} bytes in {live_blocks} blocks; \
          per call: {per_call:.0} bytes in {blocks_per_call:.1} blocks"
@@ -108,20 +138,7 @@ fn in_dialog(n: u64, method: &str, cseq: u32) -> Bytes {
 /// One whole call: INVITE, 180, 200, ACK, BYE and its 200, everything
 /// relayed; the transactions are left to linger.
 fn whole_call(p: &mut Proxy, now: Instant, n: u64, target: &Target) {
-    let drain = |p: &mut Proxy| -> Vec<Bytes> {
-        let mut sent = Vec::new();
-        while let Some(t) = p.poll_transmit() {
-            sent.push(t.bytes);
-        }
-        sent
-    };
-    p.handle_message(now, Message::parse(invite(n)).unwrap(), flow(A));
-    drain(p);
-    let Some(Event::Route { id, .. }) = p.poll_event() else {
-        panic!("route question expected")
-    };
-    p.handle_route(now, id, RouteDecision::forward(vec![target.clone()]));
-    let fwd = Message::parse(drain(p).pop().unwrap()).unwrap();
+    let fwd = forward_invite(p, now, n, target);
     let contact = [(
         msg::HeaderName::Contact,
         "<sip:+4721345678@198.51.100.7:5060>",
@@ -174,14 +191,14 @@ fn heap_per_completed_call() {
     for n in 1..=CALLS {
         whole_call(&mut p, now, n, &target);
     }
-    let stats = region.change();
+    let Held {
+        live_bytes,
+        live_blocks,
+        per_call,
+        blocks_per_call,
+    } = Held::of(&region.change());
     let transactions = p.transaction_count();
     let contexts = p.context_count();
-    let live_bytes =
-        stats.bytes_allocated as isize - stats.bytes_deallocated as isize + stats.bytes_reallocated;
-    let live_blocks = stats.allocations as isize - stats.deallocations as isize;
-    let per_call = live_bytes as f64 / CALLS as f64;
-    let blocks_per_call = live_blocks as f64 / CALLS as f64;
     println!(
         "completed calls lingering: {CALLS} ({transactions} transactions, {contexts} contexts); \
          heap live: {live_bytes} bytes in {live_blocks} blocks; per call: {per_call:.0} bytes in \
