@@ -17,6 +17,7 @@ use crate::txn::{
 
 use super::hiding::{self, HiddenDialog};
 use super::rules::{self, RouteInfo};
+use super::shard::Sharded;
 use super::types::{
     Event, Flow, LocalInterface, ProxyConfig, Rejection, RouteDecision, RouteId, RouteKind, Target,
     Transmit, TransmitToken, Transport,
@@ -363,11 +364,13 @@ pub struct Proxy {
     counter: u64,
     // Entries are boxed: a map keeps up to half its slots free, and a slot
     // of a pointer costs less than an empty slot of an entry.
-    servers: Map<ServerKey, Box<ServerEntry>>,
-    clients: Map<ClientKey, Box<ClientEntry>>,
+    // The four tables that hold an entry per transaction or call are
+    // sharded: no insert rehashes them whole (see `shard`).
+    servers: Sharded<ServerKey, Box<ServerEntry>>,
+    clients: Sharded<ClientKey, Box<ClientEntry>>,
     /// Client transactions by the id in their transmissions' token.
-    client_ids: Map<u64, ClientKey>,
-    contexts: Map<u64, Box<Context>>,
+    client_ids: Sharded<u64, ClientKey>,
+    contexts: Sharded<u64, Box<Context>>,
     pending_routes: Map<u64, u64>,
     /// ACKs waiting for a route: the ACK, its flow, whether its dialog is
     /// hidden, and how many of our Route values the forward drops.
@@ -394,10 +397,10 @@ impl Proxy {
         Self {
             config,
             counter: 0,
-            servers: Map::default(),
-            clients: Map::default(),
-            client_ids: Map::default(),
-            contexts: Map::default(),
+            servers: Sharded::default(),
+            clients: Sharded::default(),
+            client_ids: Sharded::default(),
+            contexts: Sharded::default(),
             pending_routes: Map::default(),
             stateless_routes: Map::default(),
             timers: TimerQueue::default(),
@@ -1971,7 +1974,7 @@ fn reliability(transport: Transport) -> Reliability {
 }
 
 /// The request of a context, for hiding bookkeeping.
-fn req_for_hiding(contexts: &Map<u64, Box<Context>>, ctx_id: u64) -> Option<Message> {
+fn req_for_hiding(contexts: &Sharded<u64, Box<Context>>, ctx_id: u64) -> Option<Message> {
     contexts.get(&ctx_id).and_then(|c| c.request.message())
 }
 

@@ -27,6 +27,7 @@
 mod core;
 mod hiding;
 pub mod rules;
+mod shard;
 #[cfg(test)]
 mod tests;
 mod types;
