@@ -996,3 +996,66 @@ fn bind_udp(address: SocketAddr) -> std::io::Result<UdpSocket> {
     socket.bind(&address.into())?;
     UdpSocket::from_std(socket.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datagram(n: usize, remote: SocketAddr) -> Transmit {
+        Transmit {
+            transport: Transport::Udp,
+            remote,
+            local: None,
+            conn: None,
+            server_name: None,
+            bytes: Bytes::from(format!("OPTIONS sip:{n}@example.invalid SIP/2.0\r\n\r\n")),
+            token: None,
+        }
+    }
+
+    /// More datagrams than one `sendmmsg` takes, with one the kernel
+    /// refuses in the middle: every other datagram arrives, in order, and
+    /// the refused one is counted as a send error.
+    #[tokio::test]
+    async fn a_turn_of_datagrams_leaves_in_order_and_a_refused_one_fails_alone() {
+        let (input, _rx) = mpsc::channel(16);
+        let metrics = Arc::new(Metrics::default());
+        let settings = TransportSettings {
+            udp_queue_target: None,
+            max_message_size: 65_535,
+            idle_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(5),
+        };
+        let spec = ListenSpec {
+            transport: Transport::Udp,
+            address: "127.0.0.1:0".parse().expect("address"),
+        };
+        let (transports, _bound) =
+            Transports::bind(&[spec], settings, None, None, input, metrics.clone(), None)
+                .await
+                .expect("bind");
+        let receiver = UdpSocket::bind("127.0.0.1:0").await.expect("receiver");
+        let to = receiver.local_addr().expect("address");
+        // Let the runtime see the new socket writable, as it has long
+        // before a node's first call.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let refused: SocketAddr = "127.0.0.1:0".parse().expect("address");
+        let total = SEND_BATCH * 2 + 10;
+        let mut batch: Vec<Transmit> = (0..total)
+            .map(|n| datagram(n, if n == SEND_BATCH + 3 { refused } else { to }))
+            .collect();
+        transports.send_all(&mut batch);
+        assert!(batch.is_empty(), "send_all empties the batch");
+        let mut buf = [0u8; 256];
+        for n in (0..total).filter(|n| *n != SEND_BATCH + 3) {
+            let len = tokio::time::timeout(Duration::from_secs(5), receiver.recv(&mut buf))
+                .await
+                .expect("a datagram in time")
+                .expect("a datagram");
+            let expected = format!("OPTIONS sip:{n}@example.invalid SIP/2.0\r\n\r\n");
+            assert_eq!(&buf[..len], expected.as_bytes(), "datagram {n} in order");
+        }
+        assert_eq!(metrics.send_errors.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.messages_sent.load(Ordering::Relaxed), total as u64);
+    }
+}
