@@ -611,8 +611,10 @@ impl Transports {
         // Datagrams by socket (index into `self.udp`); a node has one or
         // two UDP sockets, so a short list beats a map.
         let mut per_socket: Vec<(usize, Vec<Transmit>)> = Vec::new();
+        self.metrics
+            .messages_sent
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         for transmit in batch.drain(..) {
-            self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
             if transmit.transport != Transport::Udp {
                 self.send_stream(transmit);
                 continue;
@@ -675,8 +677,8 @@ impl Transports {
         }
     }
 
-    /// Datagrams that found the socket buffer full: sent in order as room
-    /// appears.
+    /// Datagrams that found the socket buffer full: sent in order, from a
+    /// task of their own, as room appears (the core never waits).
     fn send_later(&self, endpoint: &UdpEndpoint, datagrams: Vec<Transmit>) {
         let socket = endpoint.socket.clone();
         let this = self.clone();
@@ -704,17 +706,7 @@ impl Transports {
         {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let socket = endpoint.socket.clone();
-                let this = self.clone();
-                tokio::spawn(async move {
-                    if socket
-                        .send_to(&transmit.bytes, transmit.remote)
-                        .await
-                        .is_err()
-                    {
-                        this.fail(transmit.token);
-                    }
-                });
+                self.send_later(endpoint, vec![transmit]);
             }
             Err(e) => {
                 debug!(remote = %transmit.remote, error = %e, "udp send failed");
