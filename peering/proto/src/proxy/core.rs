@@ -1018,11 +1018,9 @@ impl Proxy {
         } else {
             RouteKind::Initial
         };
-        let (routed, strip_routes) = if through_us {
-            defer_route_info(&req, &info)
-        } else {
-            (apply_route_info(&req, &info), 0)
-        };
+        // Not through us: no Route value of ours and no Request-URI to fix,
+        // so this is the request as received.
+        let (routed, strip_routes) = defer_route_info(&req, &info);
         let id = self.next_id();
         self.stateless_routes
             .insert(id, (routed.clone(), flow.clone(), false, strip_routes));
@@ -1513,7 +1511,6 @@ impl Proxy {
                 }
                 if let Some(event) = call_final {
                     self.events.push_back(event);
-                    self.release_request(ctx_id);
                 }
             }
             _ => {
@@ -1576,7 +1573,6 @@ impl Proxy {
                         status,
                         attempts,
                     });
-                    self.release_request(ctx_id);
                 }
             }
             Some((status, _)) => {
@@ -1633,10 +1629,10 @@ impl Proxy {
                 attempts,
             });
         }
-        self.release_request(ctx_id);
     }
 
-    /// Once a context has sent its final response upstream it keeps
+    /// Once a context has sent its final response upstream (every final
+    /// response goes through `respond_message`, which calls this) it keeps
     /// nothing of its request but the Call-ID, and its server transaction
     /// nothing of the request: the request is not forwarded again nor
     /// answered locally, and the server transaction retransmits from its
@@ -1648,7 +1644,10 @@ impl Proxy {
         let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
             return;
         };
-        if ctx.hide || ctx.phase != Phase::Done {
+        // Released already (a 2xx retransmission): the request is only
+        // the Call-ID now. A real request starts with its method.
+        let released = ctx.call_id == (0..ctx.request.as_bytes().len());
+        if ctx.hide || ctx.phase != Phase::Done || released {
             return;
         }
         let call_id = Bytes::copy_from_slice(ctx.call_id().as_bytes());
@@ -1710,7 +1709,13 @@ impl Proxy {
             ServerTxn::Invite(t) => t.respond(now, status, resp),
             ServerTxn::NonInvite(t) => t.respond(now, status, resp),
         }
+        let ctx = entry.ctx;
         self.drive_server(now, key);
+        if status >= 200
+            && let Some(ctx_id) = ctx
+        {
+            self.release_request(ctx_id);
+        }
     }
 
     /// A To tag for responses this node generates, stable per request.
