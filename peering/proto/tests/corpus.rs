@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use peering_proto::msg::{
-    HeaderName, Host, Message, Method, Uri, parse_request_for_error_response,
+    HeaderName, Host, Message, Method, Uri, Via, parse_request_for_error_response,
 };
 
 fn testdata() -> PathBuf {
@@ -426,6 +426,19 @@ fn proxy_edit_keeps_untouched_fields_byte_for_byte() {
             assert_eq!(m.from_tag(), m.from().tag(), "{stem}");
             assert_eq!(m.to_tag(), m.to().tag(), "{stem}");
             assert_eq!(m.branch(), m.top_via().unwrap().branch(), "{stem}");
+            // The sent-by and the Via values read from the wire name what
+            // the typed views hold.
+            let (host, port) = m.top_via_sent_by();
+            let top = m.top_via().unwrap();
+            assert_eq!(
+                host.parse::<Host>().ok().as_ref(),
+                Some(&top.host),
+                "{stem}"
+            );
+            assert_eq!(port, top.port, "{stem}");
+            assert_eq!(m.top_via_rport(), top.rport().is_some(), "{stem}");
+            let wire_vias: Vec<Via> = m.via_values().map(|v| v.parse().unwrap()).collect();
+            assert_eq!(wire_vias, m.vias().unwrap(), "{stem}");
             assert_eq!(f.cseq(), m.cseq(), "{stem}");
             assert_eq!(f.from(), m.from(), "{stem}");
             assert_eq!(f.to(), m.to(), "{stem}");

@@ -10,8 +10,7 @@ use super::lex::{CLASS, TOKEN, is_lws, skip_table, split_list, trim_lws};
 use super::method::Method;
 use super::uri::Uri;
 use super::value::{
-    CSeq, NameAddr, Via, find_param_in, scan_name_addr, scan_via, validate_angle_list,
-    validate_name_addr,
+    CSeq, NameAddr, Via, scan_tagged_addr, scan_via, validate_angle_list, validate_name_addr,
 };
 use crate::error::ParseError;
 
@@ -58,6 +57,23 @@ fn to_u32(v: usize) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
+/// A range of the message kept in eight octets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span(u32, u32);
+
+impl Span {
+    /// Where `part` (a slice of `whole`) lies in the message, `whole`
+    /// starting at message offset `base`.
+    fn within(whole: &str, base: usize, part: &str) -> Self {
+        let start = base + (part.as_ptr() as usize - whole.as_ptr() as usize);
+        Self(to_u32(start), to_u32(start + part.len()))
+    }
+
+    fn range(self) -> Range<usize> {
+        self.0 as usize..self.1 as usize
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Start {
     Request { method: Method, uri: Range<usize> },
@@ -97,10 +113,19 @@ pub(crate) struct Parsed {
     request_uri: OnceLock<Uri>,
     top_via_range: Range<usize>,
     top_via: OnceLock<Via>,
+    /// The top Via's sent-by host (as written), port and branch, found
+    /// while validating it: the transaction layer reads them for every
+    /// message.
+    top_via_host: Span,
+    top_via_port: Option<u16>,
+    top_via_rport: bool,
+    branch: Option<Span>,
     from_range: Range<usize>,
     from: OnceLock<NameAddr>,
+    from_tag: Option<Span>,
     to_range: Range<usize>,
     to: OnceLock<NameAddr>,
+    to_tag: Option<Span>,
     call_id: Range<usize>,
     cseq: CSeq,
     max_forwards: Option<u32>,
@@ -414,27 +439,36 @@ impl Message {
         let value = |i: usize| head(fields[i].value());
 
         // Via: every value must parse; the first is kept.
-        let mut top_via_range = None;
+        let mut top = None;
         for f in fields.iter().filter(|f| matches!(f.name, HeaderName::Via)) {
             let v = head(f.value());
+            let base = f.value().start;
             for (a, e) in split_list(v) {
-                scan_via(&v[a..e]).ok_or(ParseError::BadVia)?;
-                if top_via_range.is_none() {
-                    top_via_range = Some(f.value().start + a..f.value().start + e);
+                let parts = scan_via(&v[a..e]).ok_or(ParseError::BadVia)?;
+                if top.is_none() {
+                    top = Some((
+                        base + a..base + e,
+                        Span::within(v, base, parts.host),
+                        parts.port,
+                        parts.rport,
+                        parts.branch.map(|b| Span::within(v, base, b)),
+                    ));
                 }
             }
         }
-        let top_via_range = top_via_range.ok_or(ParseError::MissingHeader { name: "Via" })?;
+        let (top_via_range, top_via_host, top_via_port, top_via_rport, branch) =
+            top.ok_or(ParseError::MissingHeader { name: "Via" })?;
 
-        let addr = |slot: Option<usize>, name: &'static str| -> Result<Range<usize>, ParseError> {
+        type Addr = (Range<usize>, Option<Span>);
+        let addr = |slot: Option<usize>, name: &'static str| -> Result<Addr, ParseError> {
             let i = slot.ok_or(ParseError::MissingHeader { name })?;
-            if !validate_name_addr(value(i)) {
-                return Err(ParseError::BadHeaderValue { name });
-            }
-            Ok(fields[i].value())
+            let v = value(i);
+            let tag = scan_tagged_addr(v).ok_or(ParseError::BadHeaderValue { name })?;
+            let r = fields[i].value();
+            Ok((r.clone(), tag.map(|t| Span::within(v, r.start, t))))
         };
-        let from_range = addr(singles.from, "From")?;
-        let to_range = addr(singles.to, "To")?;
+        let (from_range, from_tag) = addr(singles.from, "From")?;
+        let (to_range, to_tag) = addr(singles.to, "To")?;
 
         let ci = singles
             .call_id
@@ -516,10 +550,16 @@ impl Message {
                 request_uri: OnceLock::new(),
                 top_via_range,
                 top_via: OnceLock::new(),
+                top_via_host,
+                top_via_port,
+                top_via_rport,
+                branch,
                 from_range,
                 from: OnceLock::new(),
+                from_tag,
                 to_range,
                 to: OnceLock::new(),
+                to_tag,
                 call_id,
                 cseq,
                 max_forwards,
@@ -725,27 +765,46 @@ impl Message {
         self.buf.clone()
     }
 
-    /// The top Via's branch, if any (read from the wire, no allocation).
+    /// The top Via's branch, if any (found at parse time, no allocation).
     pub fn branch(&self) -> Option<&str> {
-        let v = self.str_at(self.p.top_via_range.clone());
-        let at = scan_via(v)?.params_at;
-        find_param_in(v, at, "branch")
+        self.p.branch.map(|s| self.str_at(s.range()))
     }
 
-    /// The From tag, if any (read from the wire, no allocation).
+    /// The top Via's sent-by: the host as written (an IPv6 reference with
+    /// its brackets) and the port, if any (found at parse time).
+    pub fn top_via_sent_by(&self) -> (&str, Option<u16>) {
+        (
+            self.str_at(self.p.top_via_host.range()),
+            self.p.top_via_port,
+        )
+    }
+
+    /// Whether the top Via has an `rport` parameter (RFC 3581).
+    pub fn top_via_rport(&self) -> bool {
+        self.p.top_via_rport
+    }
+
+    /// The From tag, if any (found at parse time, no allocation).
     pub fn from_tag(&self) -> Option<&str> {
-        self.addr_tag(self.p.from_range.clone())
+        self.p.from_tag.map(|s| self.str_at(s.range()))
     }
 
-    /// The To tag, if any (read from the wire, no allocation).
+    /// The To tag, if any (found at parse time, no allocation).
     pub fn to_tag(&self) -> Option<&str> {
-        self.addr_tag(self.p.to_range.clone())
+        self.p.to_tag.map(|s| self.str_at(s.range()))
     }
 
-    fn addr_tag(&self, r: Range<usize>) -> Option<&str> {
-        let v = trim_lws(self.str_at(r));
-        let at = scan_name_addr(v)?.params_at;
-        find_param_in(v, at, "tag")
+    /// Every Via value, top first, as received (each element of a
+    /// comma-separated list on its own). All were validated at parse time.
+    pub fn via_values(&self) -> impl Iterator<Item = &str> {
+        self.p
+            .fields
+            .iter()
+            .filter(|f| f.name == HeaderName::Via)
+            .flat_map(|f| {
+                let v = self.str_at(f.value());
+                split_list(v).map(move |(a, e)| &v[a..e])
+            })
     }
 }
 

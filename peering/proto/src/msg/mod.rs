@@ -68,6 +68,7 @@ pub use message::Message;
 pub use method::Method;
 pub use stream::{Frame, StreamDecoder};
 pub use uri::{Host, Params, Scheme, SipUri, TelUri, Uri};
+pub(crate) use value::scan_via;
 pub use value::{CSeq, MAGIC_COOKIE, NameAddr, Via};
 
 pub use crate::error::ParseError;

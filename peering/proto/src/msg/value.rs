@@ -243,38 +243,36 @@ fn scan_addr_head(s: &str) -> Option<AddrHead<'_>> {
     Some(AddrHead::Angle { display, lt })
 }
 
-/// The value of header parameter `name` in `s` from `at`, without allocating.
-pub(crate) fn find_param_in<'a>(s: &'a str, at: usize, name: &str) -> Option<&'a str> {
-    let mut found = None;
-    scan_params(s, at, |n, v| {
-        if found.is_none() && n.eq_ignore_ascii_case(name) {
-            found = v;
-        }
-        true
-    });
-    found
-}
-
 /// Validates an address without allocating; `tag`, when present, must be a token.
 pub(crate) fn validate_name_addr(s: &str) -> bool {
+    scan_tagged_addr(s).is_some()
+}
+
+/// Validates an address like [`validate_name_addr`] and returns its first
+/// `tag` parameter's value (`Some(None)` for a valid address without one).
+pub(crate) fn scan_tagged_addr(s: &str) -> Option<Option<&str>> {
     let s = trim_lws(s);
-    let params_at = match scan_addr_head(s) {
-        None => return false,
-        Some(AddrHead::Spec(p)) => {
+    let params_at = match scan_addr_head(s)? {
+        AddrHead::Spec(p) => {
             if Uri::validate(p.uri).is_err() {
-                return false;
+                return None;
             }
             p.params_at
         }
         // The URI is scanned up to its '>' without searching for it first.
-        Some(AddrHead::Angle { lt, .. }) => match validate_in_angle(&s[lt + 1..]) {
-            Some(len) => lt + 1 + len + 1,
-            None => return false,
-        },
+        AddrHead::Angle { lt, .. } => lt + 1 + validate_in_angle(&s[lt + 1..])? + 1,
     };
+    let mut tag = None;
     scan_params(s, params_at, |n, v| {
-        !n.eq_ignore_ascii_case("tag") || v.is_some_and(is_token_str)
+        if !n.eq_ignore_ascii_case("tag") {
+            return true;
+        }
+        if tag.is_none() {
+            tag = v;
+        }
+        v.is_some_and(is_token_str)
     })
+    .then_some(tag)
 }
 
 fn parse_name_addr(s: &str) -> Option<NameAddr> {
@@ -382,9 +380,14 @@ impl Via {
 /// The parts of one Via value, borrowed.
 pub(crate) struct ViaParts<'a> {
     transport: &'a str,
-    host: &'a str,
-    port: Option<u16>,
+    /// The sent-by host as written (brackets of an IPv6 reference kept).
+    pub(crate) host: &'a str,
+    pub(crate) port: Option<u16>,
     pub(crate) params_at: usize,
+    /// The value of the first `branch` parameter.
+    pub(crate) branch: Option<&'a str>,
+    /// Whether an `rport` parameter is present (RFC 3581).
+    pub(crate) rport: bool,
 }
 
 /// Validates one Via value without allocating.
@@ -456,8 +459,13 @@ pub(crate) fn scan_via(s: &str) -> Option<ViaParts<'_>> {
         port = Some(parse_port(&s[ps..pe])?);
         i = pe;
     }
+    let mut branch = None;
+    let mut rport = false;
     let ok = scan_params(s, i, |n, v| {
         if n.eq_ignore_ascii_case("branch") {
+            if branch.is_none() {
+                branch = v;
+            }
             v.is_some_and(is_token_str)
         } else if n.eq_ignore_ascii_case("received") {
             v.is_some_and(|v| {
@@ -468,6 +476,7 @@ pub(crate) fn scan_via(s: &str) -> Option<ViaParts<'_>> {
                 v.parse::<std::net::IpAddr>().is_ok()
             })
         } else if n.eq_ignore_ascii_case("rport") {
+            rport = true;
             v.is_none_or(|v| parse_port(v).is_some())
         } else if n.eq_ignore_ascii_case("ttl") {
             v.is_some_and(|v| v.len() <= 3 && v.parse::<u8>().is_ok())
@@ -482,6 +491,8 @@ pub(crate) fn scan_via(s: &str) -> Option<ViaParts<'_>> {
         host,
         port,
         params_at: i,
+        branch,
+        rport,
     })
 }
 

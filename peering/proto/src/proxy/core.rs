@@ -48,14 +48,21 @@ impl ServerKey {
     /// refuses those).
     fn write(out: &mut String, req: &Message) -> bool {
         out.clear();
-        let (Some(via), Some(method)) = (req.top_via(), req.method()) else {
+        let Some(method) = req.method() else {
             return false;
         };
         out.push_str(match method {
             Method::Ack => "INVITE",
             m => m.as_str(),
         });
-        let _ = write!(out, " {}:{} ", via.host, via.port.unwrap_or(0));
+        // sent-by as written, the host in lower case (host names compare
+        // case-insensitively); the port as digits.
+        let (host, port) = req.top_via_sent_by();
+        out.push(' ');
+        out.extend(host.chars().map(|c| c.to_ascii_lowercase()));
+        out.push(':');
+        out.push_str(itoa::Buffer::new().format(port.unwrap_or(0)));
+        out.push(' ');
         match req.branch() {
             Some(b)
                 if b.len() > rules::MAGIC_COOKIE.len() && b.starts_with(rules::MAGIC_COOKIE) =>
@@ -701,7 +708,7 @@ impl Proxy {
         }
         let key = ServerKey(Arc::from(scratch.as_str()));
         self.scratch = scratch;
-        let shed = method == Method::Invite && req.to().tag().is_none() && self.shed_next();
+        let shed = method == Method::Invite && req.to_tag().is_none() && self.shed_next();
         if shed {
             self.overload_rejections += 1;
         }
@@ -805,7 +812,7 @@ impl Proxy {
                 return;
             }
         };
-        let in_dialog = req.to().tag().is_some();
+        let in_dialog = req.to_tag().is_some();
         let through_us = info.own_routes > 0 || info.strict_router_fix;
         let mut hide = false;
         let mut strip_routes = 0;
@@ -890,7 +897,7 @@ impl Proxy {
     /// is not known yet (no response carried its Contact).
     fn restore_hidden(&mut self, now: Instant, req: &Message) -> Option<(RouteKind, Message)> {
         let dialog = self.hidden.get_mut(req.call_id())?;
-        let from_a = req.from().tag() == Some(dialog.a_tag.as_str());
+        let from_a = req.from_tag() == Some(dialog.a_tag.as_str());
         let (contact, routes) = dialog.next_hop(from_a)?;
         if req.method() == Some(&Method::Bye) {
             // Keep it a little for retransmissions and the BYE's response.
@@ -1046,18 +1053,14 @@ impl Proxy {
         let Some(target) = targets.into_iter().next() else {
             return;
         };
-        let incoming_branch = ack
-            .top_via()
-            .and_then(|v| v.branch())
-            .unwrap_or_default()
-            .to_owned();
-        let branch = rules::stateless_branch(&incoming_branch, self.config.instance);
+        let branch =
+            rules::stateless_branch(ack.branch().unwrap_or_default(), self.config.instance);
         let out = self.outbound_interface(target.transport, target.remote);
         let mut editor = ack.edit();
         for _ in 0..strip_routes {
             editor.remove_first_value(&HeaderName::Route);
         }
-        if ack.to().tag().is_none() || !matches!(ack.request_uri(), Some(u) if *u == target.uri) {
+        if ack.to_tag().is_none() || !matches!(ack.request_uri(), Some(u) if *u == target.uri) {
             // Initial-style routing decided a new Request-URI.
             editor.set_request_uri(&target.uri);
         }
@@ -1331,7 +1334,7 @@ impl Proxy {
         self.hidden.insert(
             call_id,
             HiddenDialog {
-                a_tag: req.from().tag().unwrap_or_default().to_owned(),
+                a_tag: req.from_tag().unwrap_or_default().to_owned(),
                 a_contact: hiding::first_contact(&req),
                 a_routes: req
                     .header_values(&HeaderName::RecordRoute)
@@ -1728,7 +1731,7 @@ impl Proxy {
         use std::hash::{DefaultHasher, Hash, Hasher};
         let mut h = DefaultHasher::new();
         req.call_id().hash(&mut h);
-        req.from().tag().hash(&mut h);
+        req.from_tag().hash(&mut h);
         req.cseq().seq.hash(&mut h);
         self.config.instance.hash(&mut h);
         h.finish()
@@ -2007,13 +2010,10 @@ fn response_address(req: &Message, flow: &Flow) -> SocketAddr {
     if flow.transport.is_reliable() {
         return flow.remote;
     }
-    let Some(via) = req.top_via() else {
-        return flow.remote;
-    };
-    if via.rport().is_some() {
+    if req.top_via_rport() {
         return flow.remote;
     }
-    let port = via.sent_by().1.unwrap_or(5060);
+    let port = req.top_via_sent_by().1.unwrap_or(5060);
     SocketAddr::new(flow.remote.ip(), port)
 }
 

@@ -5,7 +5,7 @@
 use std::fmt::{self, Write as _};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::msg::{HeaderName, Message, Method, NameAddr, Uri};
+use crate::msg::{HeaderName, Message, Method, NameAddr, Uri, scan_via};
 
 use super::types::{LocalInterface, Rejection, Transport};
 
@@ -88,7 +88,32 @@ pub fn loop_hash_after(req: &Message, own_routes: usize) -> u64 {
 
 /// Builds a branch: magic cookie, the loop hash, then a unique suffix.
 pub fn make_branch(loop_hash: u64, instance: u64, counter: u64) -> String {
-    format!("{MAGIC_COOKIE}{loop_hash:016x}.{instance:x}{counter:x}")
+    // As `format!("{MAGIC_COOKIE}{loop_hash:016x}.{instance:x}{counter:x}")`
+    // would write it, without the formatting machinery (once per request).
+    let mut b = String::with_capacity(MAGIC_COOKIE.len() + 17 + 32);
+    b.push_str(MAGIC_COOKIE);
+    push_hex(&mut b, loop_hash, 16);
+    b.push('.');
+    push_hex(&mut b, instance, 1);
+    push_hex(&mut b, counter, 1);
+    b
+}
+
+/// Appends `n` in lower-case hex, zero-padded to at least `width` digits.
+fn push_hex(out: &mut String, n: u64, width: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 && buf.len() - i >= width {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&d| char::from(d)));
 }
 
 /// The branch a stateless forward uses (§16.11): derived from the incoming
@@ -97,24 +122,29 @@ pub fn stateless_branch(incoming_branch: &str, instance: u64) -> String {
     let mut h = DefaultHasher::new();
     incoming_branch.hash(&mut h);
     instance.hash(&mut h);
-    format!("{MAGIC_COOKIE}sl{:016x}", h.finish())
+    let mut b = String::with_capacity(MAGIC_COOKIE.len() + 18);
+    b.push_str(MAGIC_COOKIE);
+    b.push_str("sl");
+    push_hex(&mut b, h.finish(), 16);
+    b
 }
 
 /// §16.3 item 4: whether `req` has already passed this node with the same
 /// routing-relevant fields (a loop, as opposed to a spiral).
 pub fn is_loop(req: &Message, interfaces: &[LocalInterface], domains: &[String]) -> bool {
-    let Ok(vias) = req.vias() else {
-        return false;
-    };
-    let mut ours = vias.iter().filter(|via| {
-        let host = ShortStr::of(&via.host);
-        is_local_host_port(host.as_str(), via.port, None, interfaces, domains)
-    });
-    let Some(_) = ours.clone().next() else {
+    // The Vias read from the wire (all validated at parse time): sent-by
+    // and branch, without building typed values.
+    let mut ours = req
+        .via_values()
+        .filter_map(scan_via)
+        .filter(|via| is_local_host_port(via.host, via.port, None, interfaces, domains));
+    let Some(first) = ours.next() else {
         return false;
     };
     let hash = format!("{MAGIC_COOKIE}{:016x}.", loop_hash(req));
-    ours.any(|via| via.branch().is_some_and(|b| b.starts_with(&hash)))
+    std::iter::once(first)
+        .chain(ours)
+        .any(|via| via.branch.is_some_and(|b| b.starts_with(&hash)))
 }
 
 /// Whether `host:port` (port as written, `None` for the transport default)
@@ -127,6 +157,8 @@ pub fn is_local_host_port(
     domains: &[String],
 ) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    // An address compares as an address (any spelling of it).
+    let ip = host.parse::<std::net::IpAddr>().ok();
     let interface_match = interfaces.iter().any(|i| {
         let default_port = if i.transport == Transport::Tls {
             5061
@@ -134,7 +166,7 @@ pub fn is_local_host_port(
             5060
         };
         transport.is_none_or(|t| t == i.transport)
-            && (i.host.eq_ignore_ascii_case(host) || displays_as(&i.addr.ip(), host))
+            && (i.host.eq_ignore_ascii_case(host) || ip == Some(i.addr.ip()))
             && port.unwrap_or(default_port) == i.port
     });
     interface_match || (port.is_none() && domains.iter().any(|d| d.eq_ignore_ascii_case(host)))
@@ -253,24 +285,6 @@ impl<H: Hasher> fmt::Write for HashWriter<'_, H> {
     }
 }
 
-/// Whether `value` displays exactly as `text`, without building a String.
-fn displays_as(value: &impl fmt::Display, text: &str) -> bool {
-    struct Cmp<'a>(&'a [u8]);
-    impl fmt::Write for Cmp<'_> {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            match self.0.strip_prefix(s.as_bytes()) {
-                Some(rest) => {
-                    self.0 = rest;
-                    Ok(())
-                }
-                None => Err(fmt::Error),
-            }
-        }
-    }
-    let mut cmp = Cmp(text.as_bytes());
-    write!(cmp, "{value}").is_ok() && cmp.0.is_empty()
-}
-
 /// A displayed value on the stack when it is short (host names and
 /// addresses almost always are), else on the heap.
 enum ShortStr {
@@ -303,5 +317,58 @@ impl ShortStr {
             Self::Stack(buf, len) => std::str::from_utf8(&buf[..*len]).unwrap_or_default(),
             Self::Heap(s) => s,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branches_are_written_as_format_would() {
+        for (hash, instance, counter) in [
+            (0, 0, 0),
+            (1, 0xf, 0x10),
+            (0xdead_beef, 7, u64::MAX),
+            (u64::MAX, u64::MAX, 1),
+        ] {
+            assert_eq!(
+                make_branch(hash, instance, counter),
+                format!("{MAGIC_COOKIE}{hash:016x}.{instance:x}{counter:x}")
+            );
+        }
+        let b = stateless_branch("z9hG4bKabc", 3);
+        assert_eq!(b.len(), MAGIC_COOKIE.len() + 2 + 16);
+        assert!(b.starts_with("z9hG4bKsl"));
+        assert_eq!(b, stateless_branch("z9hG4bKabc", 3));
+        assert_ne!(b, stateless_branch("z9hG4bKabd", 3));
+    }
+
+    #[test]
+    fn local_addresses_compare_as_addresses() {
+        let iface = LocalInterface {
+            transport: Transport::Udp,
+            host: "2001:db8::1".to_owned(),
+            addr: "[2001:db8::1]:5060".parse().unwrap(),
+            port: 5060,
+        };
+        let ifaces = [iface];
+        for host in ["[2001:db8::1]", "[2001:DB8:0::1]", "2001:db8:0:0::1"] {
+            assert!(is_local_host_port(host, None, None, &ifaces, &[]), "{host}");
+        }
+        assert!(!is_local_host_port(
+            "[2001:db8::2]",
+            None,
+            None,
+            &ifaces,
+            &[]
+        ));
+        assert!(!is_local_host_port(
+            "[2001:db8::1]",
+            Some(5070),
+            None,
+            &ifaces,
+            &[]
+        ));
     }
 }
