@@ -4,6 +4,7 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use bytestring::ByteString;
 
 use super::header::HeaderName;
 use super::lex::{CLASS, TOKEN, is_lws, skip_table, split_list, trim_lws};
@@ -105,6 +106,9 @@ pub struct Message {
 /// What parsing found; shared between clones.
 #[derive(Debug)]
 pub(crate) struct Parsed {
+    /// The start line and header fields (up to the empty line), checked
+    /// to be UTF-8: a view of the message's buffer, not a copy.
+    text: ByteString,
     start: Start,
     pub(crate) start_line: Range<usize>,
     pub(crate) fields: Vec<Field>,
@@ -214,12 +218,6 @@ static GRAPHIC: [u8; 256] = {
     }
     t
 };
-
-fn utf8(b: &[u8]) -> &str {
-    // The header section is validated as UTF-8 at parse time and every range
-    // ends on an ASCII delimiter, so this never falls back.
-    std::str::from_utf8(b).unwrap_or_default()
-}
 
 /// Checks `SIP/x.y`: Ok for 2.0, 505 for another well-formed version.
 fn check_version(v: &str) -> Result<(), ParseError> {
@@ -411,9 +409,11 @@ impl Message {
             finish_field(b, &mut singles, c, &mut fields)?;
         }
         let body_start = head_end + 2;
-        // The start line was validated above: the rest of the section now
-        // (it starts at the start line's CR, a character boundary).
-        let rest = std::str::from_utf8(&b[sl_end..head_end]).map_err(|_| ParseError::NotUtf8)?;
+        // The whole header section as text, validated once and sharing the
+        // buffer: every later read of a field is a slice of it, with no
+        // second validation.
+        let text = ByteString::try_from(buf.slice(..head_end)).map_err(|_| ParseError::NotUtf8)?;
+        let rest = &text[sl_end..];
         let head = |r: Range<usize>| sub(rest, sl_end, r);
         if bare_cr {
             return Err(ParseError::BareLineBreak);
@@ -543,6 +543,7 @@ impl Message {
         Ok(Self {
             buf,
             p: Arc::new(Parsed {
+                text,
                 start,
                 start_line: 0..sl_end,
                 fields,
@@ -567,8 +568,10 @@ impl Message {
         })
     }
 
+    /// The text of a range of the header section (every range the parser
+    /// keeps ends on an ASCII delimiter).
     pub(crate) fn str_at(&self, r: Range<usize>) -> &str {
-        utf8(&self.buf[r])
+        self.p.text.get(r).unwrap_or_default()
     }
 
     /// Whether this is a request.
