@@ -89,6 +89,14 @@ enum Answer {
 
 type Key = (String, u16);
 
+/// The NAPTR records of an answer (none for an answer of another type).
+fn naptr_records(answer: &Answer) -> &[NaptrRecord] {
+    match answer {
+        Answer::Naptr(records) => records,
+        _ => &[],
+    }
+}
+
 struct Inner {
     config: EnumConfig,
     dns: TokioResolver,
@@ -204,7 +212,7 @@ impl EnumResolver {
         for suffix in &self.inner.config.suffixes {
             let domain = called.routing().enum_domain(suffix);
             let first = match self.naptr(&domain).await {
-                Ok(Cached::Positive(records)) if !records.is_empty() => records,
+                Ok(Cached::Positive(answer)) if !naptr_records(&answer).is_empty() => answer,
                 Ok(_) => continue,
                 Err(e) => {
                     failure.get_or_insert(e);
@@ -214,10 +222,10 @@ impl EnumResolver {
             saw_records = true;
             let mut walk = NaptrWalk::new(&aus, &domain, self.inner.config.max_chain)
                 .with_cache(self.inner.regexps.clone());
-            walk.handle_answer(&first);
+            walk.handle_answer(naptr_records(&first));
             while let Some(next) = walk.poll_query().map(str::to_owned) {
                 match self.naptr(&next).await {
-                    Ok(Cached::Positive(records)) => walk.handle_answer(&records),
+                    Ok(Cached::Positive(answer)) => walk.handle_answer(naptr_records(&answer)),
                     Ok(Cached::Negative(_)) => walk.handle_answer(&[]),
                     Err(e) => walk.handle_failure(e),
                 }
@@ -268,11 +276,12 @@ impl EnumResolver {
                 fallback,
             } => self.srv_then_address(queries, host, *fallback).await,
             Plan::Naptr { host, allowed, srv } => {
-                let records = match self.naptr(host).await? {
-                    Cached::Positive(records) => records,
-                    Cached::Negative(_) => Vec::new(),
+                let queries = match self.naptr(host).await? {
+                    Cached::Positive(answer) => {
+                        rfc3263::naptr_services(naptr_records(&answer), allowed)
+                    }
+                    Cached::Negative(_) => rfc3263::naptr_services(&[], allowed),
                 };
-                let queries = rfc3263::naptr_services(&records, allowed);
                 match (queries.is_empty(), srv.as_ref()) {
                     (false, Plan::Srv { host, fallback, .. }) => {
                         self.srv_then_address(&queries, host, *fallback).await
@@ -355,14 +364,10 @@ impl EnumResolver {
         }
     }
 
-    async fn naptr(&self, name: &str) -> Result<Cached<Vec<NaptrRecord>>> {
-        Ok(match self.lookup(name, RecordType::NAPTR).await? {
-            Cached::Positive(answer) => match answer.as_ref() {
-                Answer::Naptr(records) => Cached::Positive(records.clone()),
-                _ => Cached::Positive(Vec::new()),
-            },
-            Cached::Negative(n) => Cached::Negative(n),
-        })
+    /// The NAPTR records of `name` as cached (shared, not copied: a warm
+    /// lookup runs for every call); see [`naptr_records`].
+    async fn naptr(&self, name: &str) -> Result<Cached<Arc<Answer>>> {
+        self.lookup(name, RecordType::NAPTR).await
     }
 
     async fn lookup(&self, name: &str, rtype: RecordType) -> Result<Cached<Arc<Answer>>> {
