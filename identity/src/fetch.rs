@@ -314,14 +314,14 @@ impl CertFetcher {
         // The time allowed covers the wait for a slot too; a fetch whose
         // time ran out while it waited gives up without connecting (its
         // timeout would otherwise be noticed only after the connect began).
-        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let deadline = Instant::now() + self.config.timeout;
         let fetch = async {
             let _permit = self
                 .in_flight
                 .acquire()
                 .await
                 .map_err(|_| FetchProblem::Transport)?;
-            if tokio::time::Instant::now() >= deadline {
+            if Instant::now() >= deadline {
                 return Err(FetchProblem::Timeout);
             }
             self.get(parsed).await
