@@ -201,13 +201,6 @@ impl Singles {
     }
 }
 
-/// `s` holds the message from offset `base`: the text of message range `r`
-/// (field ranges lie after `base` and end on ASCII delimiters).
-#[inline]
-fn sub(s: &str, base: usize, r: Range<usize>) -> &str {
-    s.get(r.start - base..r.end - base).unwrap_or_default()
-}
-
 /// Visible ASCII (`%x21-7E`), for Call-ID.
 static GRAPHIC: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -413,8 +406,7 @@ impl Message {
         // buffer: every later read of a field is a slice of it, with no
         // second validation.
         let text = ByteString::try_from(buf.slice(..head_end)).map_err(|_| ParseError::NotUtf8)?;
-        let rest = &text[sl_end..];
-        let head = |r: Range<usize>| sub(rest, sl_end, r);
+        let head = |r: Range<usize>| text.get(r).unwrap_or_default();
         if bare_cr {
             return Err(ParseError::BareLineBreak);
         }

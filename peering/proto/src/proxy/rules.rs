@@ -137,14 +137,13 @@ pub fn is_loop(req: &Message, interfaces: &[LocalInterface], domains: &[String])
     let mut ours = req
         .via_values()
         .filter_map(scan_via)
-        .filter(|via| is_local_host_port(via.host, via.port, None, interfaces, domains));
-    let Some(first) = ours.next() else {
+        .filter(|via| is_local_host_port(via.host, via.port, None, interfaces, domains))
+        .peekable();
+    if ours.peek().is_none() {
         return false;
-    };
+    }
     let hash = format!("{MAGIC_COOKIE}{:016x}.", loop_hash(req));
-    std::iter::once(first)
-        .chain(ours)
-        .any(|via| via.branch.is_some_and(|b| b.starts_with(&hash)))
+    ours.any(|via| via.branch.is_some_and(|b| b.starts_with(&hash)))
 }
 
 /// Whether `host:port` (port as written, `None` for the transport default)
