@@ -372,7 +372,8 @@ pub struct Proxy {
     // Entries are boxed: a map keeps up to half its slots free, and a slot
     // of a pointer costs less than an empty slot of an entry.
     // The four tables that hold an entry per transaction or call are
-    // sharded: no insert rehashes them whole (see `shard`).
+    // sharded, each on its own lane: no insert rehashes them whole, and
+    // their shards grow one at a time (see `shard`).
     servers: Sharded<ServerKey, Box<ServerEntry>>,
     clients: Sharded<ClientKey, Box<ClientEntry>>,
     /// Client transactions by the id in their transmissions' token.
@@ -404,10 +405,10 @@ impl Proxy {
         Self {
             config,
             counter: 0,
-            servers: Sharded::default(),
-            clients: Sharded::default(),
-            client_ids: Sharded::default(),
-            contexts: Sharded::default(),
+            servers: Sharded::new(0),
+            clients: Sharded::new(1),
+            client_ids: Sharded::new(2),
+            contexts: Sharded::new(3),
             pending_routes: Map::default(),
             stateless_routes: Map::default(),
             timers: TimerQueue::default(),
