@@ -75,6 +75,7 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
     fn level(&self, shard: usize) -> usize {
         128 + shard * LANES + self.lane
     }
+
     /// The shard a key lives in: the top bits of its choosing hash.
     fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
         (self.choose.hash_one(key) >> (u64::BITS - SHARDS.trailing_zeros())) as usize
@@ -272,8 +273,8 @@ mod tests {
         let mut in_window: usize = moved[..WINDOW].iter().sum();
         for end in WINDOW..moved.len() {
             in_window = in_window + moved[end] - moved[end - WINDOW];
-            // Past the first few thousand inserts, where every rebuild is
-            // a large share of a small table.
+            // From 100,000 entries per table on: before, every rebuild is a
+            // large share of a small table.
             if end >= 100_000 {
                 let held = (end + 1) * LANES;
                 worst = worst.max(in_window as f64 / held as f64);
