@@ -34,9 +34,9 @@ use std::hash::{BuildHasher, Hash};
 const SHARDS: usize = 256;
 
 /// How many maps with distinct thresholds (the proxy has four tables).
-pub(super) const LANES: usize = 4;
+const LANES: usize = 4;
 
-/// Capacity of a shard's first table.
+/// The least capacity a shard is rebuilt with (its first table's).
 const MIN_CAPACITY: usize = 16;
 
 /// The denominator of a shard's threshold (see `Sharded::level`).
@@ -70,10 +70,10 @@ impl<K, V> Sharded<K, V> {
 
 impl<K: Hash + Eq, V> Sharded<K, V> {
     /// A shard rebuilds when its free room is at most `capacity * level /
-    /// LEVEL_SCALE`: levels from 128 (rebuild when 97 % full) to 1151 (at
-    /// 72 %), one per shard and lane, the lanes interleaved.
+    /// LEVEL_SCALE`: levels from 128 (rebuild when 97 % full) to just under
+    /// 1152 (at 72 %), one per shard and lane, the lanes interleaved.
     fn level(&self, shard: usize) -> usize {
-        128 + shard * LANES + self.lane
+        128 + (shard * LANES + self.lane) * 1024 / (SHARDS * LANES)
     }
 
     /// The shard a key lives in: the top bits of its choosing hash.
