@@ -229,13 +229,13 @@ impl UacCore {
     }
 
     fn put_call_id(buf: &mut BytesMut, cfg: &UacConfig, slot: u32, gen_: u32) {
-        sip::put_hex(buf, u64::from(cfg.nonce));
+        sip::put_hex(buf, cfg.nonce);
         buf.put_u8(b'.');
-        sip::put_hex(buf, u64::from(cfg.worker));
+        sip::put_hex(buf, cfg.worker);
         buf.put_u8(b'.');
-        sip::put_hex(buf, u64::from(slot));
+        sip::put_hex(buf, slot);
         buf.put_u8(b'.');
-        sip::put_hex(buf, u64::from(gen_));
+        sip::put_hex(buf, gen_);
     }
 
     fn parse_call_id(&self, cid: &str) -> Option<(u32, u32)> {
