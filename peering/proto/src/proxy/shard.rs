@@ -32,13 +32,13 @@
 //!   eighth of its capacity.
 //!
 //! The sizes follow the live entries both ways, with a wide band between
-//! growing and shrinking. A table only grew (at twice the live entries
-//! whenever tombstones used up its room) once ratcheted: a shard whose
-//! entries sat near a power-of-two boundary doubled at one rebuild and, with
-//! most of its slots then free, almost never rebuilt again, so under a
-//! steady load one shard after another doubled and memory crept up for
-//! minutes (measured: the four tables from 71 to 100 MB in a 300 s soak at
-//! 7,200 cps, all else flat).
+//! growing and shrinking. An earlier rule, which rebuilt a shard at twice
+//! its live entries whenever tombstones had used up its room, ratcheted: a
+//! shard whose entries sat near a power-of-two boundary doubled at one
+//! rebuild and, with most of its slots then free, almost never rebuilt
+//! again, so under a steady load one shard after another doubled and memory
+//! crept up for minutes (measured: the four tables from 71 to 100 MB in a
+//! 300 s soak at 7,200 cps, all else flat).
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -300,8 +300,8 @@ mod tests {
         // four slots per entry (plus their first tables'). Counted over the
         // map, not per shard: the choosing hash is seeded at random, and
         // one seed in many leaves a shard with few of the last keys, in a
-        // table sized for the ones it had before (a shard shrinks only when
-        // it next rebuilds).
+        // table sized for the ones it had before (a shard shrinks only
+        // when its entries fall under an eighth of its slots).
         assert_eq!(map.len(), 20_000);
         let capacity: usize = map.shards.iter().map(HashMap::capacity).sum();
         assert!(
