@@ -75,13 +75,19 @@ pub fn put_u64(buf: &mut BytesMut, mut n: u64) {
 }
 
 /// Appends a lowercase hexadecimal number.
-pub fn put_hex(buf: &mut BytesMut, n: u32) {
+pub fn put_hex(buf: &mut BytesMut, mut n: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut tmp = [0u8; 8];
-    for (i, d) in tmp.iter_mut().enumerate() {
-        *d = DIGITS[((n >> (28 - 4 * i)) & 15) as usize];
+    let mut tmp = [0u8; 16];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = DIGITS[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
     }
-    buf.put_slice(&tmp);
+    buf.put_slice(&tmp[i..]);
 }
 
 /// Appends `host:port` of a socket address (IPv6 in brackets).

@@ -229,13 +229,13 @@ impl UacCore {
     }
 
     fn put_call_id(buf: &mut BytesMut, cfg: &UacConfig, slot: u32, gen_: u32) {
-        sip::put_hex(buf, cfg.nonce);
+        sip::put_hex(buf, u64::from(cfg.nonce));
         buf.put_u8(b'.');
-        sip::put_hex(buf, cfg.worker);
+        sip::put_hex(buf, u64::from(cfg.worker));
         buf.put_u8(b'.');
-        sip::put_hex(buf, slot);
+        sip::put_hex(buf, u64::from(slot));
         buf.put_u8(b'.');
-        sip::put_hex(buf, gen_);
+        sip::put_hex(buf, u64::from(gen_));
     }
 
     fn parse_call_id(&self, cid: &str) -> Option<(u32, u32)> {

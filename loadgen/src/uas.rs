@@ -210,7 +210,7 @@ impl UasCore {
     }
 
     fn to_tag(slot: u32, gen_: u32) -> String {
-        format!("{slot:08x}.{gen_:08x}")
+        format!("{slot:x}.{gen_:x}")
     }
 
     fn answer(&mut self, slot: u32, now: Instant, out: &mut Vec<Out>) {
