@@ -13,6 +13,7 @@
 mod support;
 
 use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -27,8 +28,7 @@ struct Kamailio(Child);
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        support::stop_process_group(&mut self.0);
     }
 }
 
@@ -134,6 +134,7 @@ request_route {{
         .arg("-f")
         .arg(&cfg_path)
         .args(["-DD", "-E", "-m", "32", "-M", "8", "-Y"])
+        .process_group(0)
         .arg(dir.path())
         .arg("-P")
         .arg(dir.path().join("kamailio.pid"))

@@ -6,6 +6,7 @@
 mod support;
 
 use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -27,8 +28,7 @@ struct Kamailio(Child);
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        support::stop_process_group(&mut self.0);
     }
 }
 
@@ -83,6 +83,7 @@ request_route {{
         .arg("-f")
         .arg(dir.join("kamailio.cfg"))
         .args(["-DD", "-E", "-m", "32", "-M", "8", "-Y"])
+        .process_group(0)
         .arg(dir)
         .arg("-P")
         .arg(dir.join("kamailio.pid"))

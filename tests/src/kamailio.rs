@@ -3,6 +3,7 @@
 //! loose routes for in-dialog requests, as a member's edge proxy would.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -151,6 +152,7 @@ onreply_route {{
             .arg("-f")
             .arg(&cfg_path)
             .args(["-DD", "-E", "-m", "64", "-M", "8"])
+            .process_group(0)
             .arg("-P")
             .arg(dir.path().join("kamailio.pid"))
             .arg("-Y")
@@ -198,20 +200,8 @@ impl Kamailio {
 
 impl Drop for Kamailio {
     fn drop(&mut self) {
-        // SIGTERM lets the main process stop its worker processes; SIGKILL
-        // would orphan them.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The whole process group: killing only the main process would
+        // orphan its worker processes.
+        crate::stop_process_group(&mut self.child);
     }
 }

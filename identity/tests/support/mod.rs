@@ -45,3 +45,26 @@ pub fn try_run(cmd: &mut Command) -> (bool, String) {
 pub fn now() -> u64 {
     peering_identity::unix_seconds(std::time::SystemTime::now())
 }
+
+/// Stops a process started in its own process group
+/// (`CommandExt::process_group(0)`) and everything it forked: SIGTERM to
+/// the group, up to 5 s to exit, then SIGKILL to the group. Killing only
+/// the child would leave Kamailio's worker processes running.
+#[allow(dead_code)]
+pub fn stop_process_group(child: &mut std::process::Child) {
+    let group = format!("-{}", child.id());
+    let signal = |sig: &str| {
+        let _ = Command::new("kill").args([sig, "--", &group]).status();
+    };
+    signal("-TERM");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The workers may outlive the main process by a moment: the group goes.
+    signal("-KILL");
+    let _ = child.wait();
+}

@@ -10,6 +10,7 @@
 //! ```
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -1284,6 +1285,7 @@ request_route {{
             .arg("-f")
             .arg(&cfg_path)
             .args(["-DD", "-E", "-m", "32", "-M", "8", "-Y"])
+            .process_group(0)
             .arg(dir)
             .arg("-P")
             .arg(dir.join("kamailio-auth-identity.pid"))
@@ -1306,18 +1308,7 @@ request_route {{
 
 impl Drop for AuthIdentityKamailio {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        peering_tests::stop_process_group(&mut self.child);
     }
 }
 
