@@ -260,9 +260,24 @@ struct ClientEntry {
     cancel_pending: bool,
     /// Timer C fired on this branch: its final response counts as 408.
     timed_out: bool,
+    /// Sent over TCP only because of its size (§18.1.1): a transport error
+    /// before any response retries the target over UDP. Cleared once the
+    /// peer has answered (the connection was up).
+    size_switched: bool,
     armed: Option<TimerKey>,
     /// The id of its transmissions' token.
     id: u64,
+}
+
+/// The transport `Proxy::send_to_target` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carry {
+    /// The target's own, or TCP instead of UDP for a large request
+    /// (§18.1.1).
+    AsRouted,
+    /// UDP, for the retry of a request that the size switch sent over TCP
+    /// and whose connection could not be set up (§18.1.1).
+    UdpRetry,
 }
 
 /// What a proxy context is doing.
@@ -615,6 +630,16 @@ impl Proxy {
             return;
         };
         if let Some(entry) = self.clients.get_mut(&key) {
+            let state = match &entry.txn {
+                ClientTxn::Invite(t) => t.state(),
+                ClientTxn::NonInvite(t) => t.state(),
+            };
+            if !matches!(state, TxnState::Calling | TxnState::Trying) {
+                // The peer answered over the connection, so it was set up
+                // and had the request: §18.1.1's UDP retry is only for a
+                // connection that could not be established.
+                entry.size_switched = false;
+            }
             match &mut entry.txn {
                 ClientTxn::Invite(t) => t.handle_transport_error(now),
                 ClientTxn::NonInvite(t) => t.handle_transport_error(now),
@@ -1156,7 +1181,7 @@ impl Proxy {
             reliability(target.transport),
             self.config.timers,
         ));
-        self.insert_client(cancel_key.clone(), txn, None, target);
+        self.insert_client(cancel_key.clone(), txn, None, target, false);
         self.drive_client(now, &cancel_key);
     }
 
@@ -1180,27 +1205,57 @@ impl Proxy {
             }
             ctx.next_target += 1;
             ctx.attempts += 1;
-            match self.send_to_target(now, ctx_id, index) {
-                Ok(()) => {
-                    if let Some(ctx) = self.contexts.get_mut(&ctx_id)
-                        && ctx.next_target >= ctx.targets.len()
-                    {
-                        // The last target is on its way: nothing is
-                        // forwarded again, so the list and the header edits
-                        // need not be held while the call rings.
-                        ctx.targets = Vec::new();
-                        ctx.remove_headers = Vec::new();
-                        ctx.add_headers = Vec::new();
-                    }
-                    return;
-                }
+            match self.send_to_target(now, ctx_id, index, Carry::AsRouted) {
+                Ok(()) => return,
                 Err(()) => continue,
             }
         }
     }
 
-    /// Forwards the context's request to its target number `index`.
-    fn send_to_target(&mut self, now: Instant, ctx_id: u64, index: usize) -> Result<(), ()> {
+    /// RFC 3261 §18.1.1: the branch `key`, sent over TCP only because of
+    /// its size, could not set up its connection, so the same target is
+    /// tried once more over UDP (a new client transaction, as a new branch
+    /// needs). `false` when that does not apply and the branch fails.
+    fn retry_over_udp(&mut self, now: Instant, key: &ClientKey) -> bool {
+        let Some(ctx_id) = self
+            .clients
+            .get(key)
+            .filter(|e| e.size_switched)
+            .and_then(|e| e.ctx)
+        else {
+            return false;
+        };
+        let Some(ctx) = self.contexts.get(&ctx_id) else {
+            return false;
+        };
+        if ctx.cancelled || ctx.phase != Phase::Forwarding || ctx.active.as_ref() != Some(key) {
+            return false;
+        }
+        // Targets are tried one at a time (`forward_next`): the active
+        // branch went to the one before `next_target`.
+        let Some(index) = ctx.next_target.checked_sub(1) else {
+            return false;
+        };
+        self.detach_client(key);
+        if self
+            .send_to_target(now, ctx_id, index, Carry::UdpRetry)
+            .is_err()
+        {
+            self.on_branch_final(now, ctx_id, 503, None);
+            self.maybe_drop_context(ctx_id);
+        }
+        true
+    }
+
+    /// Forwards the context's request to its target number `index`, over
+    /// the transport `carry` picks.
+    fn send_to_target(
+        &mut self,
+        now: Instant,
+        ctx_id: u64,
+        index: usize,
+        carry: Carry,
+    ) -> Result<(), ()> {
         let branch_id = self.next_id();
         let Some(ctx) = self.contexts.get(&ctx_id) else {
             return Err(());
@@ -1220,13 +1275,17 @@ impl Proxy {
         let branch = rules::make_branch(hash, self.config.instance, branch_id);
 
         // RFC 3261 §18.1.1: large requests move to a congestion-controlled
-        // transport unless the target asked for UDP explicitly.
+        // transport unless the target asked for UDP explicitly (or this is
+        // the retry over UDP after that move failed).
+        let mut size_switched = false;
         if transport == Transport::Udp
+            && carry == Carry::AsRouted
             && let Some(limit) = self.config.udp_switch_size
             && req.as_bytes().len() + 200 > limit
             && !matches!(&target.uri, Uri::Sip(s) if s.transport().is_some())
         {
             transport = Transport::Tcp;
+            size_switched = true;
         }
 
         let out = self.outbound_ref(transport, target.remote);
@@ -1299,9 +1358,18 @@ impl Proxy {
                 self.config.timers,
             ))
         };
-        self.insert_client(key.clone(), txn, Some(ctx_id), dest);
+        self.insert_client(key.clone(), txn, Some(ctx_id), dest, size_switched);
         if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
             ctx.active = Some(key.clone());
+            if !size_switched && ctx.next_target >= ctx.targets.len() {
+                // The last target is on its way for good: nothing is
+                // forwarded again, so the list and the header edits need
+                // not be held while the call rings. A size-switched branch
+                // keeps them for its retry over UDP.
+                ctx.targets = Vec::new();
+                ctx.remove_headers = Vec::new();
+                ctx.add_headers = Vec::new();
+            }
             if !hide {
                 // Forwarded: keep only the bytes of the request (at their
                 // exact size) until a failover or a local response needs it
@@ -1355,7 +1423,14 @@ impl Proxy {
         self.hidden.len()
     }
 
-    fn insert_client(&mut self, key: ClientKey, txn: ClientTxn, ctx: Option<u64>, target: Dest) {
+    fn insert_client(
+        &mut self,
+        key: ClientKey,
+        txn: ClientTxn,
+        ctx: Option<u64>,
+        target: Dest,
+        size_switched: bool,
+    ) {
         let id = self.next_id();
         if let Some(ctx) = ctx.and_then(|c| self.contexts.get_mut(&c)) {
             ctx.branches += 1;
@@ -1370,6 +1445,7 @@ impl Proxy {
                 got_provisional: false,
                 cancel_pending: false,
                 timed_out: false,
+                size_switched,
                 armed: None,
                 id,
             }),
@@ -1902,7 +1978,7 @@ impl Proxy {
                     }
                 }
                 txn::Event::Timeout(_) => self.on_branch_failure(now, key, 408),
-                txn::Event::TransportError => self.on_branch_failure(now, key, 503),
+                txn::Event::TransportError => self.on_transport_error(now, key),
                 txn::Event::Terminated => terminated = true,
                 _ => {}
             }
@@ -1921,6 +1997,14 @@ impl Proxy {
                 }
                 self.maybe_drop_context(ctx_id);
             }
+        }
+    }
+
+    /// The branch's request could not be delivered: retried over UDP when
+    /// §18.1.1 allows, else the branch fails as a 503 without a message.
+    fn on_transport_error(&mut self, now: Instant, key: &ClientKey) {
+        if !self.retry_over_udp(now, key) {
+            self.on_branch_failure(now, key, 503);
         }
     }
 

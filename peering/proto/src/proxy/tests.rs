@@ -656,6 +656,195 @@ fn large_requests_move_to_tcp() {
     );
 }
 
+/// An INVITE too large for UDP (§18.1.1), received from A and routed to
+/// `targets`; returns what went out to B, with its transport and token.
+fn large_invite_to(
+    h: &mut Harness,
+    branch: &str,
+    targets: &[(&str, &str, Transport)],
+) -> (Message, Transport, TransmitToken) {
+    let big = invite(branch).replace(
+        "X-Custom: kept as is",
+        &format!("X-Custom: {}", "x".repeat(1400)),
+    );
+    h.recv(&big, A);
+    assert_eq!(h.statuses_to(A), vec![100]);
+    h.route_to(targets);
+    only_to_b(h)
+}
+
+/// The one message sent since the last call, which went to B.
+fn only_to_b(h: &mut Harness) -> (Message, Transport, TransmitToken) {
+    assert_eq!(h.sent.len(), 1, "one transmission: {:?}", h.sent);
+    let sent = h.sent.remove(0);
+    assert_eq!(sent.to, addr(B));
+    let token = sent.token.expect("a forward carries a token");
+    (sent.msg, sent.transport, token)
+}
+
+fn top_via_transport(msg: &Message) -> Option<String> {
+    msg.top_via().map(|v| v.transport.clone())
+}
+
+fn top_branch(msg: &Message) -> Option<String> {
+    msg.top_via().and_then(|v| v.branch()).map(str::to_owned)
+}
+
+#[test]
+fn large_request_whose_tcp_connect_fails_is_retried_over_udp() {
+    let mut h = Harness::new();
+    let (tcp, transport, token) = large_invite_to(&mut h, "z9hG4bKab30", &to_b());
+    assert_eq!(transport, Transport::Tcp, "switched by size");
+    assert_eq!(top_via_transport(&tcp).as_deref(), Some("TCP"));
+
+    // The connect is refused: RFC 3261 §18.1.1 says retry over UDP.
+    h.proxy.handle_transport_error(h.now, token);
+    h.drain();
+    assert!(h.take_to(A).is_empty(), "the caller hears nothing yet");
+    let (udp, transport, _) = only_to_b(&mut h);
+    assert_eq!(transport, Transport::Udp);
+    assert_eq!(udp.method(), Some(&Method::Invite));
+    assert_eq!(top_via_transport(&udp).as_deref(), Some("UDP"));
+    assert!(udp.top_via_rport(), "our UDP Via asks for rport");
+    assert_ne!(top_branch(&udp), top_branch(&tcp), "a new branch");
+    assert!(top_branch(&udp).is_some_and(|b| b.starts_with("z9hG4bK")));
+    // The same edits as the TCP attempt: Request-URI, Max-Forwards, the
+    // caller's Via below ours, headers and body untouched.
+    assert_eq!(udp.request_uri(), tcp.request_uri());
+    assert_eq!(udp.max_forwards(), Some(69));
+    let vias = udp.vias().expect("vias");
+    assert_eq!(vias.len(), 2);
+    assert_eq!(vias[1].branch(), Some("z9hG4bKab30"));
+    assert_eq!(
+        udp.header(&HeaderName::Other("X-Custom".to_owned())),
+        tcp.header(&HeaderName::Other("X-Custom".to_owned()))
+    );
+    assert_eq!(udp.body(), tcp.body());
+    // Record-Route names the UDP leg only: both legs are UDP now, so the
+    // TCP attempt's double entry is gone.
+    let rr: Vec<String> = udp
+        .record_routes()
+        .expect("rr")
+        .iter()
+        .map(|r| r.uri.to_string())
+        .collect();
+    assert_eq!(rr, vec!["sip:203.0.113.10:5060;lr".to_owned()]);
+
+    // The callee answers over UDP; the answer reaches the caller.
+    h.recv(&reply(&udp, 180, Some("tb")), B);
+    h.recv(&reply(&udp, 200, Some("tb")), B);
+    let up = h.take_to(A);
+    assert_eq!(
+        up.iter().filter_map(Message::status).collect::<Vec<_>>(),
+        vec![180, 200]
+    );
+    assert_eq!(top_branch(&up[1]).as_deref(), Some("z9hG4bKab30"));
+    assert!(
+        h.events.iter().any(|e| matches!(
+            e,
+            Event::CallFinal {
+                status: 200,
+                attempts: 1,
+                ..
+            }
+        )),
+        "one target tried: {:?}",
+        h.events
+    );
+    // The TCP branch does not answer late: a response on it is stray.
+    h.recv(&reply(&tcp, 200, Some("tb")), B);
+    assert!(h.take_to(A).is_empty());
+}
+
+#[test]
+fn a_failed_udp_retry_fails_the_branch() {
+    let mut h = Harness::new();
+    let (_, transport, token) = large_invite_to(&mut h, "z9hG4bKab31", &to_b());
+    assert_eq!(transport, Transport::Tcp);
+    h.proxy.handle_transport_error(h.now, token);
+    h.drain();
+    let (_, transport, token) = only_to_b(&mut h);
+    assert_eq!(transport, Transport::Udp);
+    // Only one retry: a transport error on UDP ends the only target, as
+    // any transport error does (503 without a message, relayed as 500).
+    h.proxy.handle_transport_error(h.now, token);
+    h.drain();
+    assert!(h.take_to(B).is_empty(), "no third attempt");
+    assert_eq!(h.statuses_to(A), vec![500]);
+    h.advance(Duration::from_secs(64));
+    assert_eq!(h.proxy.transaction_count(), 0);
+    assert_eq!(h.proxy.context_count(), 0);
+}
+
+#[test]
+fn a_failed_udp_retry_fails_over_to_the_next_target() {
+    let mut h = Harness::new();
+    let targets = [
+        ("sip:+4721345678@198.51.100.7:5070", B, Transport::Udp),
+        ("sip:+4721345678@198.51.100.8:5080", C, Transport::Udp),
+    ];
+    let (_, _, token) = large_invite_to(&mut h, "z9hG4bKab32", &targets);
+    h.proxy.handle_transport_error(h.now, token);
+    h.drain();
+    assert!(h.take_to(C).is_empty(), "B is retried before C is tried");
+    let (_, transport, token) = only_to_b(&mut h);
+    assert_eq!(transport, Transport::Udp);
+    h.proxy.handle_transport_error(h.now, token);
+    h.drain();
+    let at_c: Vec<Sent> = h.sent.drain(..).collect();
+    assert_eq!(at_c.len(), 1);
+    assert_eq!(at_c[0].to, addr(C));
+    assert_eq!(
+        at_c[0].transport,
+        Transport::Tcp,
+        "C is switched by size too"
+    );
+}
+
+#[test]
+fn no_udp_retry_when_the_target_asked_for_tcp() {
+    let mut h = Harness::new();
+    let (_, transport, token) = large_invite_to(
+        &mut h,
+        "z9hG4bKab33",
+        &[(
+            "sip:+4721345678@198.51.100.7:5070;transport=tcp",
+            B,
+            Transport::Tcp,
+        )],
+    );
+    assert_eq!(transport, Transport::Tcp);
+    h.proxy.handle_transport_error(h.now, token);
+    h.drain();
+    assert!(h.take_to(B).is_empty(), "no retry over UDP");
+    assert_eq!(h.statuses_to(A), vec![500]);
+}
+
+#[test]
+fn no_udp_retry_once_the_callee_answered_over_tcp() {
+    let mut h = Harness::new();
+    let (tcp, transport, token) = large_invite_to(&mut h, "z9hG4bKab34", &to_b());
+    assert_eq!(transport, Transport::Tcp);
+    // The connection was up: the callee had the request.
+    h.recv_on(&reply(&tcp, 100, None), B, Transport::Tcp);
+    h.proxy.handle_transport_error(h.now, token);
+    h.drain();
+    assert!(h.take_to(B).is_empty(), "no retry over UDP");
+    assert_eq!(h.statuses_to(A), vec![500]);
+}
+
+#[test]
+fn no_udp_retry_after_cancel() {
+    let mut h = Harness::new();
+    let (_, _, token) = large_invite_to(&mut h, "z9hG4bKab35", &to_b());
+    h.recv(&cancel("z9hG4bKab35"), A);
+    assert_eq!(h.statuses_to(A), vec![200], "CANCEL answered hop by hop");
+    h.proxy.handle_transport_error(h.now, token);
+    h.drain();
+    assert!(h.take_to(B).is_empty(), "no retry over UDP");
+    assert_eq!(h.statuses_to(A), vec![487]);
+}
+
 #[test]
 fn stray_responses_are_dropped() {
     let mut h = Harness::new();
