@@ -178,8 +178,9 @@ pub struct SipSection {
     /// Seconds allowed for a TLS handshake (and for the first message on TCP).
     #[serde(default = "default_handshake_timeout")]
     pub handshake_timeout_secs: u64,
-    /// RFC 3261 §18.1.1: a request larger than this many bytes
-    /// (MTU minus 200) goes over TCP instead of UDP when the target allows it.
+    /// RFC 3261 §18.1.1: the path MTU. A request larger than this minus 200
+    /// bytes goes over TCP instead of UDP when the target allows it; if the
+    /// TCP connect fails, it is retried once over UDP.
     /// Set `udp_size_switch = false` to always keep UDP.
     #[serde(default = "default_udp_switch_size")]
     pub udp_switch_size: usize,

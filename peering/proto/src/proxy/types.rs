@@ -280,8 +280,10 @@ pub struct ProxyConfig {
     pub timer_c: Duration,
     /// Server header of local responses.
     pub server_header: String,
-    /// RFC 3261 §18.1.1: requests larger than this go over TCP instead of
-    /// UDP when the target accepts TCP; `None` disables the switch.
+    /// RFC 3261 §18.1.1: a request to a UDP target that is larger than this
+    /// minus 200 bytes goes over TCP instead, unless the target URI names
+    /// its transport; should that TCP connection fail before any response,
+    /// the request is retried once over UDP. `None` disables the switch.
     pub udp_switch_size: Option<usize>,
     /// A number unique to this node instance, mixed into branch ids and tags.
     pub instance: u64,
