@@ -452,3 +452,77 @@ listen = "127.0.0.1:0"
     );
     node.shutdown().await;
 }
+
+/// RFC 3261 §18.1.1: a request too large for UDP goes to a UDP target over
+/// TCP; when that connect is refused (the callee listens on UDP only), the
+/// node retries over UDP and the call completes there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_invite_to_a_udp_only_callee_falls_back_to_udp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    // A switch size below the test's INVITE, so that it moves to TCP; the
+    // target names no transport, as a NAPTR-less peer would be routed.
+    let toml = format!(
+        r#"
+[node]
+grace_period_secs = 1
+[sip]
+domains = ["node.test"]
+udp_switch_size = 300
+[[sip.listen]]
+transport = "udp"
+address = "127.0.0.1:0"
+[[sip.listen]]
+transport = "tcp"
+address = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[[route]]
+prefix = "+"
+targets = ["sip:{callee}"]
+"#,
+        callee = callee.addr
+    );
+    let mut config = Config::from_toml(&toml).expect("node config");
+    config.node.data_dir = Some(dir.path().join("data"));
+    let node = peering::node::start(config).await.expect("node starts");
+    let node_addr = node.addr(Transport::Udp).expect("udp listener");
+
+    let uri = format!("sip:+4721345678@{node_addr}");
+    let mut call = Call::invite(node_addr, &uri).await;
+    let dump = |callee: &Callee| {
+        format!(
+            "--- callee ---\n{:?}\n--- node metrics ---\n{}",
+            callee.log(),
+            node.metrics.render()
+        )
+    };
+    assert_eq!(
+        call.wait_final(WAIT).await,
+        Some(200),
+        "statuses {:?}\n{}",
+        call.statuses,
+        dump(&callee)
+    );
+    let invite = callee.log().first_invite.expect("callee saw the INVITE");
+    let top_via = invite
+        .lines()
+        .find(|l| l.starts_with("Via:"))
+        .unwrap_or_default();
+    assert!(
+        top_via.starts_with("Via: SIP/2.0/UDP "),
+        "the retry went over UDP with a UDP Via:\n{invite}"
+    );
+    assert!(
+        !invite.contains("transport=tcp"),
+        "Record-Route names the UDP leg only:\n{invite}"
+    );
+    call.in_dialog("ACK", 1).await;
+    call.in_dialog("BYE", 2).await;
+    assert!(
+        call.wait_for(Method::Bye, 200, WAIT).await,
+        "BYE answered\n{}",
+        dump(&callee)
+    );
+    node.shutdown().await;
+}
