@@ -78,7 +78,7 @@ pub type PeerCertificates = Arc<Vec<CertificateDer<'static>>>;
 
 #[derive(Debug)]
 struct ConnEntry {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Outgoing>,
     transport: Transport,
     remote: SocketAddr,
     peer_certificates: Option<PeerCertificates>,
@@ -449,7 +449,7 @@ impl Transports {
         transport: Transport,
         remote: SocketAddr,
         peer_certificates: Option<PeerCertificates>,
-    ) -> (ConnId, mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>) {
+    ) -> (ConnId, mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>) {
         let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(256);
         let mut table = self.conns.lock().unwrap_or_else(|e| e.into_inner());
@@ -483,7 +483,7 @@ impl Transports {
         stream: S,
         local: SocketAddr,
         remote: SocketAddr,
-        registered: (ConnId, mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>),
+        registered: (ConnId, mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>),
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -495,20 +495,28 @@ impl Transports {
             .connections_open
             .fetch_add(1, Ordering::Relaxed);
         let (mut reader, mut writer) = tokio::io::split(stream);
+        let this = self.clone();
         let writer_task = tokio::spawn(async move {
             // Everything queued when the writer wakes goes out in one write
             // (one TLS record, one system call) instead of one per message.
             let mut batch = BytesMut::new();
+            let mut tokens: Vec<TransmitToken> = Vec::new();
             while let Some(first) = rx.recv().await {
+                tokens.clear();
+                tokens.extend(first.token);
                 let bytes = match rx.try_recv() {
-                    Err(_) => first,
+                    Err(_) => first.bytes,
                     Ok(second) => {
                         batch.clear();
-                        batch.extend_from_slice(&first);
-                        batch.extend_from_slice(&second);
+                        batch.extend_from_slice(&first.bytes);
+                        batch.extend_from_slice(&second.bytes);
+                        tokens.extend(second.token);
                         while batch.len() < WRITE_BATCH_BYTES {
                             match rx.try_recv() {
-                                Ok(more) => batch.extend_from_slice(&more),
+                                Ok(more) => {
+                                    batch.extend_from_slice(&more.bytes);
+                                    tokens.extend(more.token);
+                                }
                                 Err(_) => break,
                             }
                         }
@@ -516,6 +524,13 @@ impl Transports {
                     }
                 };
                 if writer.write_all(&bytes).await.is_err() {
+                    // The connection is gone: what this write carried and
+                    // what waits behind it never reaches the peer.
+                    debug!(%remote, "stream write failed");
+                    for token in tokens.drain(..) {
+                        this.fail(Some(token));
+                    }
+                    this.fail_queued(&mut rx);
                     break;
                 }
             }
@@ -541,7 +556,9 @@ impl Transports {
                     Ok(None) => break,
                     Ok(Some(Frame::KeepAlive)) => {
                         // RFC 5626 §4.4.1: answer a CRLFCRLF ping with CRLF.
-                        let _ = local_tx.send(Bytes::from_static(b"\r\n")).await;
+                        let _ = local_tx
+                            .send(Outgoing::reply(Bytes::from_static(b"\r\n")))
+                            .await;
                     }
                     Ok(Some(Frame::Message(message))) => {
                         self.metrics
@@ -562,14 +579,14 @@ impl Transports {
                             .fetch_add(1, Ordering::Relaxed);
                         // Framed correctly but invalid: answer and go on.
                         if let Some(reply) = self.reject_unparsable(&raw, &error) {
-                            let _ = local_tx.send(reply).await;
+                            let _ = local_tx.send(Outgoing::reply(reply)).await;
                         }
                     }
                     Err(error) => {
                         // Framing is lost: answer if possible, then close.
                         self.metrics.framing_errors.fetch_add(1, Ordering::Relaxed);
                         if let Some(reply) = self.reject_unparsable(&buf, &error) {
-                            let _ = local_tx.send(reply).await;
+                            let _ = local_tx.send(Outgoing::reply(reply)).await;
                         }
                         debug!(%remote, %error, "stream framing error, closing");
                         break 'conn;
@@ -715,6 +732,21 @@ impl Transports {
         }
     }
 
+    /// Fails every transmission still queued for a connection that will
+    /// not carry them (its connect or handshake failed, a write failed):
+    /// the core hears a transport error for each, as for the one that
+    /// opened the connection, instead of waiting for its timers (RFC 3261
+    /// §8.1.3.1, §17.1.4). Closes the queue first, so a send racing with
+    /// this finds it closed and opens a new connection.
+    fn fail_queued(&self, rx: &mut mpsc::Receiver<Outgoing>) {
+        rx.close();
+        while let Ok(queued) = rx.try_recv() {
+            if queued.token.is_some() {
+                self.fail(queued.token);
+            }
+        }
+    }
+
     fn fail(&self, token: Option<TransmitToken>) {
         self.metrics.send_errors.fetch_add(1, Ordering::Relaxed);
         if let Some(token) = token {
@@ -740,21 +772,24 @@ impl Transports {
                 .map(|entry| entry.tx.clone())
         };
         if let Some(tx) = existing {
-            match tx.try_send(transmit.bytes) {
+            let outgoing = Outgoing {
+                bytes: transmit.bytes.clone(),
+                token: transmit.token,
+            };
+            match tx.try_send(outgoing) {
                 Ok(()) => return,
-                Err(mpsc::error::TrySendError::Full(bytes)) => {
+                Err(mpsc::error::TrySendError::Full(outgoing)) => {
                     let this = self.clone();
-                    let token = transmit.token;
                     tokio::spawn(async move {
-                        if tx.send(bytes).await.is_err() {
-                            this.fail(token);
+                        if let Err(mpsc::error::SendError(lost)) = tx.send(outgoing).await {
+                            this.fail(lost.token);
                         }
                     });
                     return;
                 }
-                Err(mpsc::error::TrySendError::Closed(bytes)) => {
+                Err(mpsc::error::TrySendError::Closed(_)) => {
                     // The connection just closed: open a new one below.
-                    return self.connect_and_send(Transmit { bytes, ..transmit });
+                    return self.connect_and_send(transmit);
                 }
             }
         }
@@ -769,8 +804,14 @@ impl Transports {
             self.fail(transmit.token);
             return;
         }
-        let (id, tx, rx) = self.register(transmit.transport, transmit.remote, None);
-        let _ = tx.try_send(transmit.bytes.clone());
+        // The request travels in the queue with its token: when the
+        // connection cannot be set up, it and everything queued behind it
+        // fail together (`fail_queued`).
+        let (id, tx, mut rx) = self.register(transmit.transport, transmit.remote, None);
+        let _ = tx.try_send(Outgoing {
+            bytes: transmit.bytes.clone(),
+            token: transmit.token,
+        });
         let this = self.clone();
         tokio::spawn(async move {
             let timeout = this.settings.handshake_timeout;
@@ -778,7 +819,7 @@ impl Transports {
             let Ok(Ok(stream)) = connect else {
                 debug!(remote = %transmit.remote, "connect failed");
                 this.unregister(id);
-                this.fail(transmit.token);
+                this.fail_queued(&mut rx);
                 return;
             };
             let _ = stream.set_nodelay(true);
@@ -796,7 +837,7 @@ impl Transports {
                         .unwrap_or_else(|| transmit.remote.ip().to_string());
                     let Ok(server_name) = rustls_pki_types::ServerName::try_from(name) else {
                         this.unregister(id);
-                        this.fail(transmit.token);
+                        this.fail_queued(&mut rx);
                         return;
                     };
                     let handshake =
@@ -818,7 +859,7 @@ impl Transports {
                                 .tls_handshake_failures
                                 .fetch_add(1, Ordering::Relaxed);
                             this.unregister(id);
-                            this.fail(transmit.token);
+                            this.fail_queued(&mut rx);
                         }
                     }
                 }
@@ -852,6 +893,22 @@ impl Transports {
             .unwrap_or_else(|e| e.into_inner())
             .by_id
             .len()
+    }
+}
+
+/// A message queued for a stream connection, with the core's token when it
+/// carries a request the core wants to hear about should it not go out.
+#[derive(Debug)]
+struct Outgoing {
+    bytes: Bytes,
+    token: Option<TransmitToken>,
+}
+
+impl Outgoing {
+    /// A message of the connection's own (a reply to a keep-alive or an
+    /// unparsable message): nobody waits for news of it.
+    fn reply(bytes: Bytes) -> Self {
+        Self { bytes, token: None }
     }
 }
 
@@ -1062,6 +1119,62 @@ mod tests {
         }
         assert_eq!(metrics.send_errors.load(Ordering::Relaxed), 1);
         assert_eq!(metrics.messages_sent.load(Ordering::Relaxed), total as u64);
+    }
+
+    /// Requests queued behind a connection that cannot be set up all fail
+    /// with it: the core hears a transport error for each (and can fail
+    /// over at once), not only for the one that opened the connection.
+    #[tokio::test]
+    async fn requests_queued_behind_a_failed_connect_all_fail() {
+        let (input, mut rx) = mpsc::channel(16);
+        let metrics = Arc::new(Metrics::default());
+        let settings = TransportSettings {
+            udp_queue_target: None,
+            max_message_size: 65_535,
+            idle_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(5),
+        };
+        let spec = ListenSpec {
+            transport: Transport::Udp,
+            address: "127.0.0.1:0".parse().expect("address"),
+        };
+        let (transports, _bound) =
+            Transports::bind(&[spec], settings, None, None, input, metrics.clone(), None)
+                .await
+                .expect("bind");
+        // A port where nothing listens: the connect is refused.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        // Three requests in one turn of the core: the first opens the
+        // connection, the others queue behind it.
+        for n in 1..=3 {
+            transports.send(Transmit {
+                transport: Transport::Tcp,
+                remote: closed,
+                local: None,
+                conn: None,
+                server_name: None,
+                bytes: Bytes::from(format!("OPTIONS sip:{n}@example.invalid SIP/2.0\r\n\r\n")),
+                token: Some(TransmitToken::from_raw(n)),
+            });
+        }
+        let mut failed = Vec::new();
+        while failed.len() < 3 {
+            let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a transport error in time");
+            match got {
+                Some(Input::TransportError(token)) => failed.push(token),
+                Some(_) => {}
+                None => panic!("input closed"),
+            }
+        }
+        failed.sort_by_key(|t| format!("{t:?}"));
+        let expected: Vec<TransmitToken> = (1..=3).map(TransmitToken::from_raw).collect();
+        assert_eq!(failed, expected);
+        assert_eq!(metrics.send_errors.load(Ordering::Relaxed), 3);
+        assert_eq!(transports.open_connections(), 0);
     }
 
     /// The receive batch shrinks while wake-ups find few datagrams and

@@ -526,3 +526,61 @@ targets = ["sip:{callee}"]
     );
     node.shutdown().await;
 }
+
+/// Calls that queue behind one failing connect all fail over with it: four
+/// large INVITEs at once to a UDP-only callee, each switched to TCP by its
+/// size (§18.1.1); the connection they share is refused, and every one of
+/// them is retried over UDP at once instead of waiting for Timer B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_invites_queued_behind_a_refused_connect_all_fall_back_to_udp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    let toml = format!(
+        r#"
+[node]
+grace_period_secs = 1
+[sip]
+domains = ["node.test"]
+udp_switch_size = 300
+[[sip.listen]]
+transport = "udp"
+address = "127.0.0.1:0"
+[[sip.listen]]
+transport = "tcp"
+address = "127.0.0.1:0"
+[admin]
+listen = "127.0.0.1:0"
+[[route]]
+prefix = "+"
+targets = ["sip:{callee}"]
+"#,
+        callee = callee.addr
+    );
+    let mut config = Config::from_toml(&toml).expect("node config");
+    config.node.data_dir = Some(dir.path().join("data"));
+    let node = peering::node::start(config).await.expect("node starts");
+    let node_addr = node.addr(Transport::Udp).expect("udp listener");
+
+    let mut calls = Vec::new();
+    for n in 0..4 {
+        let uri = format!("sip:+472134567{n}@{node_addr}");
+        calls.push(Call::invite(node_addr, &uri).await);
+    }
+    // Well under Timer B (32 s): only an immediate fallback answers in time.
+    for call in &mut calls {
+        assert_eq!(
+            call.wait_final(WAIT).await,
+            Some(200),
+            "statuses {:?}\n--- callee ---\n{:?}\n--- node metrics ---\n{}",
+            call.statuses,
+            callee.log(),
+            node.metrics.render()
+        );
+    }
+    for call in &mut calls {
+        call.in_dialog("ACK", 1).await;
+        call.in_dialog("BYE", 2).await;
+        assert!(call.wait_for(Method::Bye, 200, WAIT).await, "BYE answered");
+    }
+    node.shutdown().await;
+}

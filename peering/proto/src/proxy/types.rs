@@ -90,6 +90,14 @@ pub struct Flow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TransmitToken(pub(crate) u64);
 
+impl TransmitToken {
+    /// A token with this value, for an edge's tests: the core ignores a
+    /// report for a token it did not issue.
+    pub fn from_raw(raw: u64) -> Self {
+        Self(raw)
+    }
+}
+
 /// Bytes to send, and where.
 #[derive(Debug, Clone)]
 pub struct Transmit {
