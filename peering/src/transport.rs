@@ -500,22 +500,24 @@ impl Transports {
             // Everything queued when the writer wakes goes out in one write
             // (one TLS record, one system call) instead of one per message.
             let mut batch = BytesMut::new();
-            let mut tokens: Vec<TransmitToken> = Vec::new();
+            // The tokens of the messages in the current write (`None` for
+            // the connection's own replies).
+            let mut tokens: Vec<Option<TransmitToken>> = Vec::new();
             while let Some(first) = rx.recv().await {
                 tokens.clear();
-                tokens.extend(first.token);
+                tokens.push(first.token);
                 let bytes = match rx.try_recv() {
                     Err(_) => first.bytes,
                     Ok(second) => {
                         batch.clear();
                         batch.extend_from_slice(&first.bytes);
                         batch.extend_from_slice(&second.bytes);
-                        tokens.extend(second.token);
+                        tokens.push(second.token);
                         while batch.len() < WRITE_BATCH_BYTES {
                             match rx.try_recv() {
                                 Ok(more) => {
                                     batch.extend_from_slice(&more.bytes);
-                                    tokens.extend(more.token);
+                                    tokens.push(more.token);
                                 }
                                 Err(_) => break,
                             }
@@ -528,7 +530,7 @@ impl Transports {
                     // what waits behind it never reaches the peer.
                     debug!(%remote, "stream write failed");
                     for token in tokens.drain(..) {
-                        this.fail(Some(token));
+                        this.fail(token);
                     }
                     this.fail_queued(&mut rx);
                     break;
@@ -741,9 +743,8 @@ impl Transports {
     fn fail_queued(&self, rx: &mut mpsc::Receiver<Outgoing>) {
         rx.close();
         while let Ok(queued) = rx.try_recv() {
-            if queued.token.is_some() {
-                self.fail(queued.token);
-            }
+            // Counted as a send error even without a token (a response).
+            self.fail(queued.token);
         }
     }
 
