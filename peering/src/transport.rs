@@ -1076,12 +1076,9 @@ mod tests {
         }
     }
 
-    /// More datagrams than one `sendmmsg` takes, with one the kernel
-    /// refuses in the middle: every other datagram arrives, in order, and
-    /// the refused one is counted as a send error.
-    #[tokio::test]
-    async fn a_turn_of_datagrams_leaves_in_order_and_a_refused_one_fails_alone() {
-        let (input, _rx) = mpsc::channel(16);
+    /// Transports with one UDP listener on a free loopback port, feeding
+    /// `input`, and their metrics.
+    async fn udp_transports(input: mpsc::Sender<Input>) -> (Transports, Arc<Metrics>) {
         let metrics = Arc::new(Metrics::default());
         let settings = TransportSettings {
             udp_queue_target: None,
@@ -1097,6 +1094,16 @@ mod tests {
             Transports::bind(&[spec], settings, None, None, input, metrics.clone(), None)
                 .await
                 .expect("bind");
+        (transports, metrics)
+    }
+
+    /// More datagrams than one `sendmmsg` takes, with one the kernel
+    /// refuses in the middle: every other datagram arrives, in order, and
+    /// the refused one is counted as a send error.
+    #[tokio::test]
+    async fn a_turn_of_datagrams_leaves_in_order_and_a_refused_one_fails_alone() {
+        let (input, _rx) = mpsc::channel(16);
+        let (transports, metrics) = udp_transports(input).await;
         let receiver = UdpSocket::bind("127.0.0.1:0").await.expect("receiver");
         let to = receiver.local_addr().expect("address");
         // Let the runtime see the new socket writable, as it has long
@@ -1128,21 +1135,7 @@ mod tests {
     #[tokio::test]
     async fn requests_queued_behind_a_failed_connect_all_fail() {
         let (input, mut rx) = mpsc::channel(16);
-        let metrics = Arc::new(Metrics::default());
-        let settings = TransportSettings {
-            udp_queue_target: None,
-            max_message_size: 65_535,
-            idle_timeout: Duration::from_secs(30),
-            handshake_timeout: Duration::from_secs(5),
-        };
-        let spec = ListenSpec {
-            transport: Transport::Udp,
-            address: "127.0.0.1:0".parse().expect("address"),
-        };
-        let (transports, _bound) =
-            Transports::bind(&[spec], settings, None, None, input, metrics.clone(), None)
-                .await
-                .expect("bind");
+        let (transports, metrics) = udp_transports(input).await;
         // A port where nothing listens: the connect is refused.
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())

@@ -458,35 +458,7 @@ listen = "127.0.0.1:0"
 /// node retries over UDP and the call completes there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_invite_to_a_udp_only_callee_falls_back_to_udp() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let callee = Callee::start(0, Answer::RingThenAnswer).await;
-    // A switch size below the test's INVITE, so that it moves to TCP; the
-    // target names no transport, as a NAPTR-less peer would be routed.
-    let toml = format!(
-        r#"
-[node]
-grace_period_secs = 1
-[sip]
-domains = ["node.test"]
-udp_switch_size = 300
-[[sip.listen]]
-transport = "udp"
-address = "127.0.0.1:0"
-[[sip.listen]]
-transport = "tcp"
-address = "127.0.0.1:0"
-[admin]
-listen = "127.0.0.1:0"
-[[route]]
-prefix = "+"
-targets = ["sip:{callee}"]
-"#,
-        callee = callee.addr
-    );
-    let mut config = Config::from_toml(&toml).expect("node config");
-    config.node.data_dir = Some(dir.path().join("data"));
-    let node = peering::node::start(config).await.expect("node starts");
-    let node_addr = node.addr(Transport::Udp).expect("udp listener");
+    let (node, node_addr, callee, _dir) = node_before_a_udp_only_callee().await;
 
     let uri = format!("sip:+4721345678@{node_addr}");
     let mut call = Call::invite(node_addr, &uri).await;
@@ -533,8 +505,40 @@ targets = ["sip:{callee}"]
 /// them is retried over UDP at once instead of waiting for Timer B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_invites_queued_behind_a_refused_connect_all_fall_back_to_udp() {
+    let (node, node_addr, callee, _dir) = node_before_a_udp_only_callee().await;
+
+    let mut calls = Vec::new();
+    for n in 0..4 {
+        let uri = format!("sip:+472134567{n}@{node_addr}");
+        calls.push(Call::invite(node_addr, &uri).await);
+    }
+    // Well under Timer B (32 s): only an immediate fallback answers in time.
+    for call in &mut calls {
+        assert_eq!(
+            call.wait_final(WAIT).await,
+            Some(200),
+            "statuses {:?}\n--- callee ---\n{:?}\n--- node metrics ---\n{}",
+            call.statuses,
+            callee.log(),
+            node.metrics.render()
+        );
+    }
+    for call in &mut calls {
+        call.in_dialog("ACK", 1).await;
+        call.in_dialog("BYE", 2).await;
+        assert!(call.wait_for(Method::Bye, 200, WAIT).await, "BYE answered");
+    }
+    node.shutdown().await;
+}
+
+/// A node with `udp_switch_size = 300` that routes every number to a callee
+/// listening on UDP only (answering 180 then 200), for the §18.1.1 tests.
+async fn node_before_a_udp_only_callee()
+-> (NodeHandle, std::net::SocketAddr, Callee, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let callee = Callee::start(0, Answer::RingThenAnswer).await;
+    // A switch size below the tests' INVITEs, so that they move to TCP;
+    // the target names no transport, as a NAPTR-less peer would be routed.
     let toml = format!(
         r#"
 [node]
@@ -560,27 +564,5 @@ targets = ["sip:{callee}"]
     config.node.data_dir = Some(dir.path().join("data"));
     let node = peering::node::start(config).await.expect("node starts");
     let node_addr = node.addr(Transport::Udp).expect("udp listener");
-
-    let mut calls = Vec::new();
-    for n in 0..4 {
-        let uri = format!("sip:+472134567{n}@{node_addr}");
-        calls.push(Call::invite(node_addr, &uri).await);
-    }
-    // Well under Timer B (32 s): only an immediate fallback answers in time.
-    for call in &mut calls {
-        assert_eq!(
-            call.wait_final(WAIT).await,
-            Some(200),
-            "statuses {:?}\n--- callee ---\n{:?}\n--- node metrics ---\n{}",
-            call.statuses,
-            callee.log(),
-            node.metrics.render()
-        );
-    }
-    for call in &mut calls {
-        call.in_dialog("ACK", 1).await;
-        call.in_dialog("BYE", 2).await;
-        assert!(call.wait_for(Method::Bye, 200, WAIT).await, "BYE answered");
-    }
-    node.shutdown().await;
+    (node, node_addr, callee, dir)
 }
