@@ -363,8 +363,12 @@ mod tests {
             map.remove(&i);
         }
         let after = slots(&map);
+        // 1 % of the entries are left; their shards, a few entries each,
+        // keep a table of at least MIN_CAPACITY, so 3-5 % of the slots stay
+        // (7,168-12,320 of 229,000-243,000 in 31 runs with random seeds; a
+        // bound of 5 % failed a CI run). At least 90 % go back.
         assert!(
-            after * 20 < flood,
+            after * 10 < flood,
             "{flood} slots in the flood, {after} after"
         );
         assert!(
