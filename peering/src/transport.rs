@@ -774,7 +774,7 @@ impl Transports {
         };
         if let Some(tx) = existing {
             let outgoing = Outgoing {
-                bytes: transmit.bytes.clone(),
+                bytes: transmit.bytes,
                 token: transmit.token,
             };
             match tx.try_send(outgoing) {
@@ -788,9 +788,12 @@ impl Transports {
                     });
                     return;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
+                Err(mpsc::error::TrySendError::Closed(outgoing)) => {
                     // The connection just closed: open a new one below.
-                    return self.connect_and_send(transmit);
+                    return self.connect_and_send(Transmit {
+                        bytes: outgoing.bytes,
+                        ..transmit
+                    });
                 }
             }
         }

@@ -535,7 +535,6 @@ async fn large_invites_queued_behind_a_refused_connect_all_fall_back_to_udp() {
 /// listening on UDP only (answering 180 then 200), for the §18.1.1 tests.
 async fn node_before_a_udp_only_callee()
 -> (NodeHandle, std::net::SocketAddr, Callee, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
     let callee = Callee::start(0, Answer::RingThenAnswer).await;
     // A switch size below the tests' INVITEs, so that they move to TCP;
     // the target names no transport, as a NAPTR-less peer would be routed.
@@ -560,8 +559,7 @@ targets = ["sip:{callee}"]
 "#,
         callee = callee.addr
     );
-    let mut config = Config::from_toml(&toml).expect("node config");
-    config.node.data_dir = Some(dir.path().join("data"));
+    let (config, dir) = peering_tests::node_config(&toml);
     let node = peering::node::start(config).await.expect("node starts");
     let node_addr = node.addr(Transport::Udp).expect("udp listener");
     (node, node_addr, callee, dir)
