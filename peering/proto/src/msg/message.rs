@@ -7,7 +7,7 @@ use bytes::Bytes;
 use bytestring::ByteString;
 
 use super::header::HeaderName;
-use super::lex::{CLASS, TOKEN, is_lws, skip_table, split_list, trim_lws};
+use super::lex::{CLASS, CrLf, TOKEN, is_lws, skip_table, split_list, trim_lws};
 use super::method::Method;
 use super::uri::Uri;
 use super::value::{
@@ -324,7 +324,8 @@ impl Message {
         // The usual case in one search: the first CR or LF is a CRLF (then
         // the start line holds neither). Otherwise the errors in the order
         // of the general checks below.
-        let j = memchr::memchr2(b'\r', b'\n', b).ok_or(ParseError::Unterminated)?;
+        let crlf = CrLf::new();
+        let j = crlf.find(b).ok_or(ParseError::Unterminated)?;
         let (lf, crlf_first) = if b[j] == b'\r' && b.get(j + 1) == Some(&b'\n') {
             (j + 1, true)
         } else {
@@ -359,8 +360,7 @@ impl Message {
             // an error at once.
             let mut i = pos;
             let lf = loop {
-                let j =
-                    i + memchr::memchr2(b'\r', b'\n', &b[i..]).ok_or(ParseError::Unterminated)?;
+                let j = i + crlf.find(&b[i..]).ok_or(ParseError::Unterminated)?;
                 if b[j] == b'\n' {
                     return Err(ParseError::BareLineBreak);
                 }
