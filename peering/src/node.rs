@@ -49,6 +49,7 @@ pub struct NodeHandle {
     pub metrics: Arc<Metrics>,
     /// The ENUM zone service, when `[enum_zone]` is configured.
     pub zone: Option<ZoneService>,
+    policy: Option<Arc<PolicyLayer>>,
     shutdown: watch::Sender<bool>,
     core: JoinHandle<()>,
 }
@@ -67,6 +68,9 @@ impl NodeHandle {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.core.await;
+        if let Some(policy) = self.policy {
+            policy.close().await;
+        }
         if let Some(zone) = self.zone {
             zone.shutdown().await;
         }
@@ -255,7 +259,7 @@ async fn launch(
         router,
         transports,
         metrics: metrics.clone(),
-        policy,
+        policy: policy.clone(),
         overload_backlog: config.sip.overload_backlog,
     };
     let core = tokio::spawn(core_loop(
@@ -270,6 +274,7 @@ async fn launch(
         admin: admin_addr,
         metrics,
         zone,
+        policy,
         shutdown: shutdown_tx,
         core,
     })
