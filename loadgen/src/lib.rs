@@ -25,6 +25,7 @@ pub mod numbers;
 pub mod run;
 pub mod sip;
 pub mod stats;
+mod timers;
 pub mod tls;
 pub mod uac;
 pub mod uas;

@@ -7,8 +7,6 @@
 //! Over UDP, requests are retransmitted (Timer A for INVITE, Timer E for
 //! CANCEL and BYE) and a call fails after 64·T1 without a final response.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -19,6 +17,7 @@ use crate::Out;
 use crate::numbers::Numbers;
 use crate::sip::{self, ResponseView, Transport};
 use crate::stats::Stats;
+use crate::timers::Timers;
 
 /// Signs INVITEs: returns the value of an Identity header for a call from
 /// `from` to `to` (both header values), or `None` to send none.
@@ -116,7 +115,7 @@ pub struct UacCore {
     next_flow: usize,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    timers: Timers,
     in_flight: usize,
     seq: u64,
     start: Instant,
@@ -150,7 +149,7 @@ impl UacCore {
             next_flow: 0,
             slots: Vec::new(),
             free: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::new(),
             in_flight: 0,
             seq: 0,
             start,
@@ -225,7 +224,7 @@ impl UacCore {
 
     /// The earliest pending timer.
     pub fn next_timer(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        self.timers.next()
     }
 
     fn put_call_id(buf: &mut BytesMut, cfg: &UacConfig, slot: u32, gen_: u32) {
@@ -318,7 +317,7 @@ impl UacCore {
         s
     }
 
-    fn arm(&mut self, slot: u32) {
+    fn arm(&mut self, slot: u32, now: Instant) {
         let Some(call) = self.slots[slot as usize].call.as_mut() else {
             return;
         };
@@ -327,7 +326,7 @@ impl UacCore {
             Some(r) if r < call.deadline => r,
             _ => call.deadline,
         };
-        self.timers.push(Reverse((at, slot, call.timer_seq)));
+        self.timers.push(now, at, slot, call.timer_seq);
     }
 
     fn free_slot(&mut self, slot: u32) {
@@ -411,7 +410,7 @@ impl UacCore {
         self.stats.attempted += 1;
         let sec = self.sec(now);
         self.stats.second(sec).attempted += 1;
-        self.arm(slot);
+        self.arm(slot, now);
     }
 
     /// Handles a received message.
@@ -469,7 +468,7 @@ impl UacCore {
                     } else {
                         call.sent_at + self.cfg.answer_timeout
                     };
-                    self.arm(slot);
+                    self.arm(slot, now);
                 }
             }
             200..=299 => match state {
@@ -520,7 +519,7 @@ impl UacCore {
                     call.rtx = None;
                     call.next_rtx = None;
                     call.deadline = now + hold;
-                    self.arm(slot);
+                    self.arm(slot, now);
                 }
                 State::Confirmed | State::Terminating => {
                     // A retransmitted 2xx: our ACK was lost.
@@ -576,7 +575,7 @@ impl UacCore {
         if (200..300).contains(&resp.status) {
             call.rtx = None;
             call.next_rtx = None;
-            self.arm(slot);
+            self.arm(slot, now);
         } else if resp.status >= 300 {
             self.stats.fail(sec, &format!("cancel-{}", resp.status));
             self.free_slot(slot);
@@ -595,7 +594,7 @@ impl UacCore {
             100..=199 => {
                 call.rtx = None;
                 call.next_rtx = None;
-                self.arm(slot);
+                self.arm(slot, now);
             }
             200..=299 => {
                 self.stats.succeed(sec);
@@ -610,11 +609,7 @@ impl UacCore {
 
     /// Fires every timer due at `now`.
     pub fn on_timers(&mut self, now: Instant, out: &mut Vec<Out>) {
-        while let Some(Reverse((at, slot, seq))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((slot, seq)) = self.timers.pop_due(now) {
             let Some(call) = self.slots[slot as usize].call.as_ref() else {
                 continue;
             };
@@ -673,7 +668,7 @@ impl UacCore {
                         call.next_rtx = unreliable.then_some(now + t1);
                         call.deadline = now + t1 * 64;
                     }
-                    self.arm(slot);
+                    self.arm(slot, now);
                 }
                 State::Confirmed => {
                     let Some(d) = call.dialog.take() else {
@@ -701,7 +696,7 @@ impl UacCore {
                         call.next_rtx = unreliable.then_some(now + t1);
                         call.deadline = now + t1 * 64;
                     }
-                    self.arm(slot);
+                    self.arm(slot, now);
                 }
             }
             return;
@@ -723,6 +718,6 @@ impl UacCore {
             call.next_rtx = Some(now + call.rtx_interval);
             self.stats.retransmit(sec);
         }
-        self.arm(slot);
+        self.arm(slot, now);
     }
 }

@@ -3,8 +3,7 @@
 //! retransmits its final responses over UDP until the ACK (RFC 3261 §13.3.1.4
 //! and Timer G), answers CANCEL (200 + 487) and BYE (200).
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use serde::Serialize;
 
 use crate::Out;
 use crate::sip::{self, Transport};
+use crate::timers::Timers;
 
 /// Shares of INVITEs (percent, summing to at most 100; the rest is answered
 /// at once) and their parameters.
@@ -139,7 +139,7 @@ pub struct UasCore {
     calls: HashMap<Box<str>, u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    timers: Timers,
     seq: u64,
     stats: UasStats,
 }
@@ -153,7 +153,7 @@ impl UasCore {
             calls: HashMap::new(),
             slots: Vec::new(),
             free: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::new(),
             seq: 0,
             stats: UasStats::default(),
         }
@@ -185,10 +185,10 @@ impl UasCore {
 
     /// The earliest pending timer.
     pub fn next_timer(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _, _))| *t)
+        self.timers.next()
     }
 
-    fn arm(&mut self, slot: u32) {
+    fn arm(&mut self, slot: u32, now: Instant) {
         let Some(call) = self.slots[slot as usize].call.as_mut() else {
             return;
         };
@@ -197,7 +197,7 @@ impl UasCore {
             Some(r) if r < call.deadline => r,
             _ => call.deadline,
         };
-        self.timers.push(Reverse((at, slot, call.timer_seq)));
+        self.timers.push(now, at, slot, call.timer_seq);
     }
 
     fn remove(&mut self, slot: u32) {
@@ -235,7 +235,7 @@ impl UasCore {
         call.next_rtx = unreliable.then_some(now + t1);
         call.deadline = now + t1 * 64;
         self.stats.answered += 1;
-        self.arm(slot);
+        self.arm(slot, now);
     }
 
     fn reject(&mut self, slot: u32, code: u16, reason: &str, now: Instant, out: &mut Vec<Out>) {
@@ -257,7 +257,7 @@ impl UasCore {
         call.rtx_interval = t1;
         call.next_rtx = unreliable.then_some(now + t1);
         call.deadline = now + t1 * 64;
-        self.arm(slot);
+        self.arm(slot, now);
     }
 
     /// Handles a request or response received on `flow` from `from`.
@@ -411,7 +411,7 @@ impl UasCore {
             if let Some(call) = self.slots[slot as usize].call.as_mut() {
                 call.deadline = now + self.cfg.ring;
             }
-            self.arm(slot);
+            self.arm(slot, now);
         } else if pick < reject_until {
             self.stats.rejected += 1;
             let code = mix.reject_code;
@@ -427,7 +427,7 @@ impl UasCore {
                 call.state = State::Silent;
                 call.deadline = now + self.cfg.t1 * 64 * 4;
             }
-            self.arm(slot);
+            self.arm(slot, now);
         } else {
             if self.cfg.send_180 {
                 out.push(Out {
@@ -442,11 +442,7 @@ impl UasCore {
 
     /// Fires every timer due at `now`.
     pub fn on_timers(&mut self, now: Instant, out: &mut Vec<Out>) {
-        while let Some(Reverse((at, slot, seq))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some((slot, seq)) = self.timers.pop_due(now) {
             let Some(call) = self.slots[slot as usize].call.as_mut() else {
                 continue;
             };
@@ -476,7 +472,7 @@ impl UasCore {
                 call.next_rtx = Some(now + call.rtx_interval);
                 self.stats.retransmissions += 1;
             }
-            self.arm(slot);
+            self.arm(slot, now);
         }
     }
 }
