@@ -306,13 +306,14 @@ async fn write_call_records(
                 }
             }
         }
-        if !open {
-            while let Ok(r) = rx.try_recv() {
-                pending.push(r);
-            }
-            if pending.is_empty() {
-                return;
-            }
+        // Everything already queued joins `pending`, so that the bound
+        // below holds while the store is down (the batch taken from
+        // `pending` stays at most BATCH_MAX).
+        while let Ok(r) = rx.try_recv() {
+            pending.push(r);
+        }
+        if !open && pending.is_empty() {
+            return;
         }
         if pending.len() > MAX_PENDING {
             let drop_n = pending.len() - MAX_PENDING;
