@@ -123,7 +123,12 @@ impl PolicyLayer {
             layer.watcher.subscribe(),
         ));
         tokio::spawn(exchange_usage(Arc::downgrade(&layer)));
-        let writer = tokio::spawn(write_call_records(layer.store.clone(), cdr_rx, closing_rx));
+        let writer = tokio::spawn(write_call_records(
+            layer.store.clone(),
+            cdr_rx,
+            closing_rx,
+            WRITER,
+        ));
         *lock(&layer.cdr_writer) = Some(writer);
         Ok(layer)
     }
@@ -259,46 +264,63 @@ fn unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Call records waiting to be written, at most: past this (a store down for
-/// a long time) the oldest are dropped and counted in the log.
-const MAX_PENDING: usize = 100_000;
-/// Call records written in one transaction, at most.
-const BATCH_MAX: usize = 500;
-/// How long the first record of a batch waits for others before the batch
-/// is written. Each transaction is a synchronous commit (an fsync with the
-/// embedded store): writing as soon as anything waits made a commit every
-/// few calls under load, a tenth of the node's CPU at 3,000 calls per
-/// second. This bounds commits to five a second below 2,500 calls per
+/// How the call record writer groups and bounds its records.
+#[derive(Debug, Clone, Copy)]
+struct WriterLimits {
+    /// Records written in one transaction, at most.
+    batch_max: usize,
+    /// How long the first record of a batch waits for others before the
+    /// batch is written.
+    linger: Duration,
+    /// Records waiting to be written, at most: past this (a store down for
+    /// a long time) the oldest are dropped and counted in the log.
+    max_pending: usize,
+}
+
+/// Each transaction is a synchronous commit (an fsync with the embedded
+/// store): writing as soon as anything waited made a commit every few calls
+/// under load, a tenth of the node's CPU at 3,000 calls per second. A
+/// linger of 200 ms bounds commits to five a second below 2,500 calls per
 /// second, and to one per 500 records above.
-const BATCH_LINGER: Duration = Duration::from_millis(200);
+const WRITER: WriterLimits = WriterLimits {
+    batch_max: 500,
+    linger: Duration::from_millis(200),
+    max_pending: 100_000,
+};
 /// How long a shutdown waits for the last records to be written.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 
-/// Writes call records in batches ([`BATCH_MAX`], [`BATCH_LINGER`]); a
-/// batch that fails is kept and retried, so a database outage delays
-/// records instead of losing them (up to [`MAX_PENDING`]). When `closing`
+/// Writes call records in batches (see [`WriterLimits`]); a batch that
+/// fails is kept and retried, so a database outage delays records instead
+/// of losing them (up to `max_pending`). When `closing`
 /// turns true (or every sender is gone) it writes what is waiting, without
 /// lingering, and returns.
 async fn write_call_records(
     store: Arc<dyn Store>,
     mut rx: mpsc::UnboundedReceiver<CallRecord>,
     mut closing: watch::Receiver<bool>,
+    limits: WriterLimits,
 ) {
+    let WriterLimits {
+        batch_max,
+        linger,
+        max_pending,
+    } = limits;
     let mut pending: Vec<CallRecord> = Vec::new();
     let mut backoff = Duration::from_millis(200);
     let mut open = true;
     loop {
         if open && pending.is_empty() {
             tokio::select! {
-                n = rx.recv_many(&mut pending, BATCH_MAX) => open = n > 0,
+                n = rx.recv_many(&mut pending, batch_max) => open = n > 0,
                 _ = closing.wait_for(|c| *c) => open = false,
             }
         }
-        if open && pending.len() < BATCH_MAX {
-            let linger = tokio::time::sleep(BATCH_LINGER);
+        if open && pending.len() < batch_max {
+            let linger = tokio::time::sleep(linger);
             tokio::pin!(linger);
-            while open && pending.len() < BATCH_MAX {
-                let room = BATCH_MAX - pending.len();
+            while open && pending.len() < batch_max {
+                let room = batch_max - pending.len();
                 tokio::select! {
                     n = rx.recv_many(&mut pending, room) => open = n > 0,
                     _ = closing.wait_for(|c| *c) => open = false,
@@ -308,22 +330,22 @@ async fn write_call_records(
         }
         // Everything already queued joins `pending`, so that the bound
         // below holds while the store is down (the batch taken from
-        // `pending` stays at most BATCH_MAX).
+        // `pending` stays at most `batch_max`).
         while let Ok(r) = rx.try_recv() {
             pending.push(r);
         }
         if !open && pending.is_empty() {
             return;
         }
-        if pending.len() > MAX_PENDING {
-            let drop_n = pending.len() - MAX_PENDING;
+        if pending.len() > max_pending {
+            let drop_n = pending.len() - max_pending;
             pending.drain(..drop_n);
             warn!(
                 dropped = drop_n,
                 "call records dropped: store unreachable for too long"
             );
         }
-        let batch: Vec<CallRecord> = pending.iter().take(BATCH_MAX).cloned().collect();
+        let batch: Vec<CallRecord> = pending.iter().take(batch_max).cloned().collect();
         let n = batch.len();
         match store.insert_call_records(batch).await {
             Ok(_) => {
@@ -620,7 +642,7 @@ impl Screen for PolicyScreen {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use peering_policy::{Change, Snapshot};
     use peering_store::{
@@ -632,10 +654,26 @@ mod tests {
     use super::*;
 
     /// The embedded store, counting the batches of call records written to
-    /// it (each is one transaction).
+    /// it (each is one transaction), and refusing them while `down` (the
+    /// database unreachable).
     struct Counting {
         inner: EmbeddedStore,
         batches: AtomicUsize,
+        down: AtomicBool,
+    }
+
+    impl Counting {
+        async fn open(dir: &std::path::Path) -> Arc<Self> {
+            let inner = EmbeddedStore::open(dir.join("node.db"))
+                .await
+                .expect("store");
+            inner.migrate().await.expect("migrate");
+            Arc::new(Self {
+                inner,
+                batches: AtomicUsize::new(0),
+                down: AtomicBool::new(false),
+            })
+        }
     }
 
     impl Store for Counting {
@@ -665,6 +703,14 @@ mod tests {
         }
         fn insert_call_records(&self, records: Vec<CallRecord>) -> BoxFuture<'_, Result<Vec<i64>>> {
             self.batches.fetch_add(1, Ordering::SeqCst);
+            if self.down.load(Ordering::SeqCst) {
+                return Box::pin(async {
+                    Err(peering_store::Error::Io {
+                        path: "node.db".into(),
+                        source: std::io::Error::other("database unreachable"),
+                    })
+                });
+            }
             self.inner.insert_call_records(records)
         }
         fn call_records(
@@ -727,17 +773,10 @@ mod tests {
     #[tokio::test]
     async fn call_records_are_grouped_and_the_last_ones_written_at_close() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let inner = EmbeddedStore::open(dir.path().join("node.db"))
-            .await
-            .expect("store");
-        inner.migrate().await.expect("migrate");
-        let store = Arc::new(Counting {
-            inner,
-            batches: AtomicUsize::new(0),
-        });
+        let store = Counting::open(dir.path()).await;
         let (tx, rx) = mpsc::unbounded_channel();
         let (closing, closing_rx) = watch::channel(false);
-        let writer = tokio::spawn(write_call_records(store.clone(), rx, closing_rx));
+        let writer = tokio::spawn(write_call_records(store.clone(), rx, closing_rx, WRITER));
 
         // A burst: full batches at once, the rest after the linger.
         for n in 0..1_200 {
@@ -781,5 +820,52 @@ mod tests {
         let ids = written(&store).await;
         assert_eq!(ids.len(), 1_243);
         assert!(ids.iter().any(|c| c == "call-1242@test"));
+    }
+
+    #[tokio::test]
+    async fn an_outage_keeps_the_newest_records_up_to_the_bound() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Counting::open(dir.path()).await;
+        store.down.store(true, Ordering::SeqCst);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (closing, closing_rx) = watch::channel(false);
+        let limits = WriterLimits {
+            batch_max: 100,
+            linger: Duration::from_millis(20),
+            max_pending: 1_000,
+        };
+        let writer = tokio::spawn(write_call_records(store.clone(), rx, closing_rx, limits));
+        // All queued before the writer first runs: its first round takes a
+        // batch, then everything else, and must apply the bound to it all.
+        for n in 0..1_500 {
+            tx.send(record(n)).expect("send");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.batches.load(Ordering::SeqCst) < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "no retry");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        store.down.store(false, Ordering::SeqCst);
+        while written(&store).await.len() < 1_000 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not written after the outage"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        closing.send(true).expect("writer listening");
+        tokio::time::timeout(FLUSH_LIMIT, writer)
+            .await
+            .expect("writer stops")
+            .expect("writer task");
+        let ids = written(&store).await;
+        let expected: Vec<String> = (500..1_500).map(|n| format!("call-{n}@test")).collect();
+        assert!(
+            ids == expected,
+            "want the 1,000 newest in order; got {} records, from {:?} to {:?}",
+            ids.len(),
+            ids.first(),
+            ids.last()
+        );
     }
 }
