@@ -87,6 +87,12 @@ impl PolicyLayer {
         let start = now();
         let (cdr_tx, cdr_rx) = mpsc::unbounded_channel();
         let (cdr_closing, closing_rx) = watch::channel(false);
+        let writer = tokio::spawn(write_call_records(
+            store.clone(),
+            cdr_rx,
+            closing_rx,
+            WRITER,
+        ));
         let mut limiter = Limiter::new(start);
         limiter.set_limits(&watcher.current(), start);
         let layer = Arc::new(Self {
@@ -101,7 +107,7 @@ impl PolicyLayer {
             calls: Mutex::new(HashMap::new()),
             cdr_tx,
             cdr_closing,
-            cdr_writer: Mutex::new(None),
+            cdr_writer: Mutex::new(Some(writer)),
             watcher,
             config,
             metrics,
@@ -123,13 +129,6 @@ impl PolicyLayer {
             layer.watcher.subscribe(),
         ));
         tokio::spawn(exchange_usage(Arc::downgrade(&layer)));
-        let writer = tokio::spawn(write_call_records(
-            layer.store.clone(),
-            cdr_rx,
-            closing_rx,
-            WRITER,
-        ));
-        *lock(&layer.cdr_writer) = Some(writer);
         Ok(layer)
     }
 
@@ -770,6 +769,24 @@ mod tests {
         rows.into_iter().map(|(_, r)| r.call_id).collect()
     }
 
+    /// Waits until the store holds `n` records; fails with `what` at
+    /// `deadline`.
+    async fn wait_written(store: &Counting, n: usize, deadline: tokio::time::Instant, what: &str) {
+        while written(store).await.len() < n {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Tells the writer to write what waits and stop, and waits for it.
+    async fn stop_writer(closing: &watch::Sender<bool>, writer: tokio::task::JoinHandle<()>) {
+        closing.send(true).expect("writer listening");
+        tokio::time::timeout(FLUSH_LIMIT, writer)
+            .await
+            .expect("writer stops")
+            .expect("writer task");
+    }
+
     #[tokio::test]
     async fn call_records_are_grouped_and_the_last_ones_written_at_close() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -783,10 +800,7 @@ mod tests {
             tx.send(record(n)).expect("send");
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while written(&store).await.len() < 1_200 {
-            assert!(tokio::time::Instant::now() < deadline, "burst not written");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_written(&store, 1_200, deadline, "burst not written").await;
         assert_eq!(store.batches.load(Ordering::SeqCst), 3, "500 + 500 + 200");
 
         // Records that trickle in (one every 2 ms) share a transaction
@@ -795,13 +809,7 @@ mod tests {
             tx.send(record(n)).expect("send");
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        while written(&store).await.len() < 1_240 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "trickle not written"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_written(&store, 1_240, deadline, "trickle not written").await;
         let trickle = store.batches.load(Ordering::SeqCst) - 3;
         assert!(
             (1..=3).contains(&trickle),
@@ -812,11 +820,7 @@ mod tests {
         for n in 1_240..1_243 {
             tx.send(record(n)).expect("send");
         }
-        closing.send(true).expect("writer listening");
-        tokio::time::timeout(FLUSH_LIMIT, writer)
-            .await
-            .expect("writer stops")
-            .expect("writer task");
+        stop_writer(&closing, writer).await;
         let ids = written(&store).await;
         assert_eq!(ids.len(), 1_243);
         assert!(ids.iter().any(|c| c == "call-1242@test"));
@@ -846,18 +850,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         store.down.store(false, Ordering::SeqCst);
-        while written(&store).await.len() < 1_000 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not written after the outage"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        closing.send(true).expect("writer listening");
-        tokio::time::timeout(FLUSH_LIMIT, writer)
-            .await
-            .expect("writer stops")
-            .expect("writer task");
+        wait_written(&store, 1_000, deadline, "not written after the outage").await;
+        stop_writer(&closing, writer).await;
         let ids = written(&store).await;
         let expected: Vec<String> = (500..1_500).map(|n| format!("call-{n}@test")).collect();
         assert!(
