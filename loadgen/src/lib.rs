@@ -8,7 +8,8 @@
 //!   latency and a per-second timeline, summarised as JSON.
 //! * [`run`] drives the cores on UDP, TCP or TLS sockets, one
 //!   `current_thread` runtime per worker thread, sources spread over
-//!   127.0.0.0/8.
+//!   127.0.0.0/8; UDP datagrams are read and sent several per system call
+//!   (`udp`).
 //!
 //! The cores are sans-IO: time comes in as an argument and the messages to
 //! send come out as [`Out`] values.
@@ -29,6 +30,7 @@ mod timers;
 pub mod tls;
 pub mod uac;
 pub mod uas;
+mod udp;
 
 pub use error::Error;
 

@@ -81,6 +81,12 @@ struct UacArgs {
     /// Number of source addresses (one UDP socket each).
     #[arg(long, default_value_t = 16)]
     source_count: u32,
+    /// Leave the UDP sockets unconnected. By default each is connected to
+    /// --target (cheaper sends), so that datagrams from any other address,
+    /// such as responses a system sends from another port than the one it
+    /// listens on, are not received.
+    #[arg(long)]
+    udp_unconnected: bool,
     /// TCP/TLS connections per source address.
     #[arg(long, default_value_t = 1)]
     connections_per_source: usize,
@@ -309,6 +315,7 @@ fn uac(a: UacArgs) -> Result<(), Error> {
             drain: Duration::from_secs_f64(a.drain),
             sources: mine,
             connections_per_source: a.connections_per_source,
+            connect_udp: !a.udp_unconnected,
             tls: tls.clone(),
             stop: stop.clone(),
         };

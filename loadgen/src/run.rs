@@ -1,8 +1,11 @@
 //! The I/O edge: one OS thread per worker, each with a `current_thread`
 //! tokio runtime that owns its sockets and one core ([`UacCore`] or
-//! [`UasCore`]). Datagrams are drained with `try_recv` until the socket is
-//! empty, so one wake-up handles a batch; sends are `try_send_to` (a full
-//! socket buffer counts as a send error, and retransmissions repair it).
+//! [`UasCore`]). Datagrams are drained with `recvmmsg` until the socket is
+//! empty, so one wake-up handles a batch; what a turn produced leaves in one
+//! `sendmmsg` per socket (a datagram the kernel refuses, a full socket
+//! buffer, counts as a send error, and retransmissions repair it). The
+//! UAC's UDP sockets are connected to the target: its datagrams take the
+//! socket's cached route, and only the target's datagrams reach it.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use peering_proto::msg::{Frame, Message, StreamDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, UdpSocket};
@@ -24,6 +27,7 @@ use crate::sip::Transport;
 use crate::stats::Stats;
 use crate::uac::UacCore;
 use crate::uas::{UasCore, UasStats};
+use crate::udp::{self, RecvBatch};
 
 /// Socket buffer size asked for on every UDP socket (the kernel caps it at
 /// `net.core.rmem_max` / `wmem_max`).
@@ -98,7 +102,8 @@ struct StreamWriter {
 }
 
 enum FlowIo {
-    Udp(Rc<UdpSocket>),
+    /// A UDP socket, and the address it is connected to, if it is.
+    Udp(Rc<UdpSocket>, Option<SocketAddr>),
     Stream(Rc<StreamWriter>),
 }
 
@@ -113,28 +118,31 @@ impl Flows {
         self.v.borrow_mut().push(f);
     }
 
-    /// Sends everything in `out`; returns the number of failed sends.
+    /// Sends everything in `out`, one batch per flow (in order within a
+    /// flow); returns the number of failed sends.
     fn send(&self, out: &mut Vec<Out>) -> u64 {
         let v = self.v.borrow();
         let mut errors = 0;
-        for o in out.drain(..) {
-            match v.get(o.flow) {
-                Some(FlowIo::Udp(s)) => {
-                    if s.try_send_to(&o.data, o.dest).is_err() {
-                        errors += 1;
-                    }
-                }
+        // Stable: a flow's messages keep their order.
+        out.sort_by_key(|o| o.flow);
+        for batch in out.chunk_by(|a, b| a.flow == b.flow) {
+            match v.get(batch[0].flow) {
+                Some(FlowIo::Udp(s, peer)) => errors += udp::send_all(s, *peer, batch),
                 Some(FlowIo::Stream(w)) => {
                     if w.closed.get() {
-                        errors += 1;
+                        errors += batch.len() as u64;
                     } else {
-                        w.buf.borrow_mut().extend_from_slice(&o.data);
+                        let mut buf = w.buf.borrow_mut();
+                        for o in batch {
+                            buf.extend_from_slice(&o.data);
+                        }
                         w.notify.notify_one();
                     }
                 }
-                None => errors += 1,
+                None => errors += batch.len() as u64,
             }
         }
+        out.clear();
         errors
     }
 }
@@ -160,36 +168,41 @@ async fn udp_recv_loop<H: Handler>(
     core: Rc<RefCell<H>>,
     flows: Rc<Flows>,
 ) {
-    let mut buf = BytesMut::with_capacity(RECV_BLOCK);
+    let mut batch = RecvBatch::new();
     let mut out = Vec::with_capacity(256);
     loop {
         if sock.readable().await.is_err() {
             return;
         }
-        let mut batch = 0;
+        let mut handled = 0;
         loop {
-            if buf.capacity() < RECV_RESERVE {
-                buf = BytesMut::with_capacity(RECV_BLOCK);
-            }
-            match sock.try_recv_buf_from(&mut buf) {
-                Ok((_, from)) => {
-                    let data = buf.split().freeze();
+            match batch.receive(&sock) {
+                Ok(()) => {
                     let now = Instant::now();
-                    batch += 1;
+                    handled += batch.datagrams().len();
                     {
                         let mut c = core.borrow_mut();
-                        match Message::parse(data) {
-                            Ok(msg) => c.handle(msg, flow, from, now, &mut out),
-                            Err(_) => c.unparsable(),
+                        for d in batch.datagrams() {
+                            // A datagram cut short or without a source cannot
+                            // be handled: it counts, like one that does not
+                            // parse.
+                            let (Some(from), false) = (d.from, d.truncated) else {
+                                c.unparsable();
+                                continue;
+                            };
+                            match Message::parse(Bytes::copy_from_slice(batch.bytes(d))) {
+                                Ok(msg) => c.handle(msg, flow, from, now, &mut out),
+                                Err(_) => c.unparsable(),
+                            }
                         }
-                        if batch >= BATCH {
+                        if handled >= BATCH {
                             let e = flows.send(&mut out);
                             c.send_errors(e);
                         }
                     }
-                    if batch >= BATCH {
+                    if handled >= BATCH {
                         // Let the pacing task and the other sockets run.
-                        batch = 0;
+                        handled = 0;
                         tokio::task::yield_now().await;
                     }
                 }
@@ -331,6 +344,8 @@ pub struct UacJob {
     pub sources: Vec<IpAddr>,
     /// Connections per source address (TCP, TLS).
     pub connections_per_source: usize,
+    /// Connect the UDP sockets to the target (see the module doc).
+    pub connect_udp: bool,
     /// TLS client settings (TLS transport only).
     pub tls: Option<ClientTls>,
     /// Set from outside to stop starting calls early.
@@ -356,6 +371,7 @@ async fn uac_main(job: UacJob) -> Result<Stats, Error> {
         drain,
         sources,
         connections_per_source,
+        connect_udp,
         tls,
         stop,
     } = job;
@@ -366,10 +382,17 @@ async fn uac_main(job: UacJob) -> Result<Stats, Error> {
     for ip in &sources {
         match transport {
             Transport::Udp => {
-                let sock = Rc::new(udp_socket(SocketAddr::new(*ip, 0), false)?);
+                let sock = udp_socket(SocketAddr::new(*ip, 0), false)?;
+                let peer = if connect_udp {
+                    sock.connect(target).await.map_err(io("UDP connect"))?;
+                    Some(target)
+                } else {
+                    None
+                };
+                let sock = Rc::new(sock);
                 let local = sock.local_addr().map_err(io("UDP socket"))?;
                 let flow = core.borrow_mut().add_flow(local);
-                flows.push(FlowIo::Udp(sock.clone()));
+                flows.push(FlowIo::Udp(sock.clone(), peer));
                 tokio::task::spawn_local(udp_recv_loop(sock, flow, core.clone(), flows.clone()));
             }
             Transport::Tcp | Transport::Tls => {
@@ -520,7 +543,7 @@ async fn uas_main(job: UasJob) -> Result<UasStats, Error> {
             let sock = Rc::new(udp_socket(listen, reuse_port)?);
             let local = sock.local_addr().map_err(io("UDP socket"))?;
             let flow = core.borrow_mut().add_flow(local);
-            flows.push(FlowIo::Udp(sock.clone()));
+            flows.push(FlowIo::Udp(sock.clone(), None));
             tokio::task::spawn_local(udp_recv_loop(sock, flow, core.clone(), flows.clone()));
         }
         Transport::Tcp | Transport::Tls => {
