@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use peering::node::NodeHandle;
+use peering_proto::msg::Method;
 use peering_proto::proxy::Transport;
 use peering_store::Store;
 use peering_tests::node_config;
@@ -217,6 +218,53 @@ async fn agreements_lists_scanners_floods_and_live_changes() {
     node.shutdown().await;
 }
 
+/// The call record writer groups records (up to 200 ms), so records of
+/// calls that ended just before a graceful stop are still waiting when it
+/// comes: the stop writes them before the node exits. Checked right after
+/// the last call: one answered and hung up (the BYE's 200 came back), one
+/// refused by policy (no agreement A -> C).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_writes_the_waiting_call_records() {
+    let b = Callee::start(0, Answer::RingThenAnswer).await;
+    let c = Callee::start(0, Answer::RingThenAnswer).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite:{}", dir.path().join("registry.db").display());
+    let store = peering_store::open(&url).await.expect("store");
+    store.migrate().await.expect("migrate");
+    apply(store.as_ref(), &federation(b.addr, c.addr, 50, false)).await;
+    let (config, _data) = node_config(&policy_config(&url, 1000));
+    let node = peering::node::start(config).await.expect("node starts");
+    let node_udp = node.addr(Transport::Udp).expect("udp");
+
+    let mut answered =
+        Call::invite_from(A, "+15550100001", node_udp, "sip:+4721345001@127.0.0.1").await;
+    assert_eq!(answered.wait_final(WAIT).await, Some(200));
+    answered.in_dialog("ACK", 1).await;
+    answered.in_dialog("BYE", 2).await;
+    assert!(
+        answered.wait_for(Method::Bye, 200, WAIT).await,
+        "the BYE is answered"
+    );
+    assert_eq!(
+        call(&node, A, "+15550100001", "+4799000001").await,
+        Some(403),
+        "no agreement A -> C"
+    );
+    node.shutdown().await;
+
+    let records = store.call_records(0, 100).await.expect("call records");
+    let mut seen: Vec<(String, u16, String)> = records
+        .into_iter()
+        .map(|(_, r)| (r.callee, r.status, r.reason))
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[0].0.ends_with("4721345001"), "{seen:?}");
+    assert_eq!((seen[0].1, seen[0].2.as_str()), (200, "hangup"), "{seen:?}");
+    assert!(seen[1].0.ends_with("4799000001"), "{seen:?}");
+    assert_eq!(seen[1].1, 403, "{seen:?}");
+}
+
 /// Sends INVITEs from member A at `rate` per second for `secs`, alternating
 /// between `nodes`; returns how many were sent.
 async fn blast(nodes: &[SocketAddr], rate: u32, secs: u64) -> usize {
@@ -251,7 +299,7 @@ async fn counting_callee() -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHa
             let Some((msg, from)) = ua.recv(Duration::from_secs(3600)).await else {
                 continue;
             };
-            if msg.method() == Some(&peering_proto::msg::Method::Invite) {
+            if msg.method() == Some(&Method::Invite) {
                 if calls.insert(msg.call_id().to_owned()) {
                     seen.fetch_add(1, Ordering::Relaxed);
                 }
@@ -427,10 +475,7 @@ async fn topology_hiding_and_header_stripping_per_agreement() {
     // The dialog still works both ways through the node.
     call.in_dialog("ACK", 1).await;
     call.in_dialog("BYE", 2).await;
-    assert!(
-        call.wait_for(peering_proto::msg::Method::Bye, 200, WAIT)
-            .await
-    );
+    assert!(call.wait_for(Method::Bye, 200, WAIT).await);
     let requests = b.log().requests;
     assert!(requests.contains(&"ACK".to_owned()), "{requests:?}");
     assert!(requests.contains(&"BYE".to_owned()), "{requests:?}");
@@ -451,12 +496,7 @@ async fn topology_hiding_and_header_stripping_per_agreement() {
     .await;
     let mut seen = Vec::new();
     let _ = ua
-        .expect_response(
-            peering_proto::msg::Method::Invite,
-            |s| s >= 200,
-            WAIT,
-            &mut seen,
-        )
+        .expect_response(Method::Invite, |s| s >= 200, WAIT, &mut seen)
         .await;
     let log = b.log();
     let stripped = log.invite_uris.iter().any(|u| u.contains("4721345679"));
