@@ -177,6 +177,8 @@ async fn udp_recv_loop<H: Handler>(
         let mut handled = 0;
         loop {
             match batch.receive(&sock) {
+                // Not expected from a non-blocking recvmmsg; never spin on it.
+                Ok(()) if batch.datagrams().is_empty() => break,
                 Ok(()) => {
                     let now = Instant::now();
                     handled += batch.datagrams().len();
