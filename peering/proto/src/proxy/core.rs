@@ -253,7 +253,13 @@ struct Dest {
 #[derive(Debug)]
 struct ClientEntry {
     txn: ClientTxn,
+    /// The context, while the branch may still pass a response to it: until
+    /// its final response (see `on_branch_response`).
     ctx: Option<u64>,
+    /// After a 2xx of a context that is not hidden: the server transaction
+    /// its retransmissions (and 2xx from other forks) go to, the context
+    /// being gone (RFC 6026 "Accepted").
+    upstream: Option<ServerKey>,
     target: Dest,
     got_provisional: bool,
     /// A CANCEL is owed as soon as a provisional response arrives (§9.1).
@@ -1441,6 +1447,7 @@ impl Proxy {
             Box::new(ClientEntry {
                 txn,
                 ctx,
+                upstream: None,
                 target,
                 got_provisional: false,
                 cancel_pending: false,
@@ -1530,7 +1537,17 @@ impl Proxy {
             return;
         };
         let Some(ctx_id) = entry.ctx else {
-            // Our own CANCEL's response: nothing to relay.
+            // A 2xx retransmission (or a 2xx from another fork) of an
+            // answered call, whose context is gone: relayed as the first 2xx
+            // was (§16.7 step 5, RFC 6026).
+            if let Some(server) = entry.upstream.clone()
+                && (200..300).contains(&status)
+                && let Some(upstream) = strip_top_via(&resp)
+            {
+                self.respond_message(now, &server, status, upstream);
+            }
+            // Otherwise our own CANCEL's response, or a response after the
+            // branch's final one: nothing to relay.
             return;
         };
         if (101..200).contains(&status) {
@@ -1574,6 +1591,20 @@ impl Proxy {
             }
             200..=299 => {
                 // Step 5: every 2xx is forwarded at once, even after another.
+                // The branch passes no other response up: it leaves the
+                // context, so that the context goes with this 2xx. Its 2xx
+                // retransmissions go straight to the server transaction; a
+                // hidden call's need the context to rewrite them, so that
+                // branch stays linked until it ends (Timer M).
+                if !hide {
+                    let server = self.contexts.get(&ctx_id).map(|c| c.server.clone());
+                    self.detach_client(key);
+                    if let Some(entry) = self.clients.get_mut(key)
+                        && !timed_out
+                    {
+                        entry.upstream = server;
+                    }
+                }
                 let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
                     return;
                 };
@@ -1594,6 +1625,10 @@ impl Proxy {
                 }
             }
             _ => {
+                // The branch's machine absorbs what follows its non-2xx
+                // final response (§17.1.1.2, §17.1.2.2): it leaves the
+                // context, which may then go as soon as it has answered.
+                self.detach_client(key);
                 let effective = if timed_out { 408 } else { status };
                 self.on_branch_final(now, ctx_id, effective, upstream);
             }
@@ -1712,22 +1747,32 @@ impl Proxy {
     }
 
     /// Once a context has sent its final response upstream (every final
-    /// response goes through `respond_message`, which calls this) it keeps
-    /// nothing of its request but the Call-ID, and its server transaction
-    /// nothing of the request: the request is not forwarded again nor
-    /// answered locally, and the server transaction retransmits from its
-    /// own copy of the response. Both linger up to 32 s (RFC 3261 Timer J,
-    /// RFC 6026 Timer L), so at thousands of calls per second this is most
-    /// of the node's memory. A hidden context keeps its request: a 2xx
-    /// retransmission still needs the caller side's Vias restored from it.
+    /// response goes through `respond_message`, which calls this) the
+    /// request is not forwarded again nor answered locally, and the server
+    /// transaction retransmits from its own copy of the response, which it
+    /// keeps up to 32 s (RFC 3261 Timer J, RFC 6026 Timer L): at thousands
+    /// of calls per second this is most of the node's memory. So the
+    /// context goes as soon as no branch refers to it (the usual case, see
+    /// `maybe_drop_context`), and with it the server transaction's copy of
+    /// the request. Should a branch still refer to it, it keeps nothing of
+    /// its request but the Call-ID, and the server transaction nothing; a
+    /// hidden context keeps its request: a 2xx retransmission still needs
+    /// the caller side's Vias restored from it.
     fn release_request(&mut self, ctx_id: u64) {
         let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
             return;
         };
+        if ctx.phase != Phase::Done {
+            return;
+        }
+        if ctx.branches == 0 {
+            self.maybe_drop_context(ctx_id);
+            return;
+        }
         // Released already (a 2xx retransmission): the request is only
         // the Call-ID now. A real request starts with its method.
         let released = ctx.call_id == (0..ctx.request.as_bytes().len());
-        if ctx.hide || ctx.phase != Phase::Done || released {
+        if ctx.hide || released {
             return;
         }
         let call_id = Bytes::copy_from_slice(ctx.call_id().as_bytes());
@@ -1790,6 +1835,11 @@ impl Proxy {
             ServerTxn::NonInvite(t) => t.respond(now, status, resp),
         }
         let ctx = entry.ctx;
+        if status >= 200 && ctx.is_none() {
+            // Answered without a context (a rejection, a CANCEL, a local
+            // OPTIONS): nothing needs the request any more.
+            entry.request = Held::Raw(Bytes::new());
+        }
         self.drive_server(now, key);
         if status >= 200
             && let Some(ctx_id) = ctx
@@ -2042,19 +2092,33 @@ impl Proxy {
         }
     }
 
-    /// Drops a context once its server transaction is gone and no branch
-    /// refers to it.
+    /// Drops a context once no branch refers to it and it has answered
+    /// (or its server transaction is gone). After its final response the
+    /// server transaction alone absorbs request retransmissions (§17.2),
+    /// a CANCEL finds nothing left to cancel, and the branches that passed
+    /// their final responses up have left it; so a context lasts as long as
+    /// the request is being routed and forwarded, not for Timers J and L.
     fn maybe_drop_context(&mut self, ctx_id: u64) {
         let Some(ctx) = self.contexts.get(&ctx_id) else {
             return;
         };
-        let server_alive = self.servers.contains_key(&ctx.server);
-        if !server_alive && ctx.branches == 0 {
-            if let Some(ctx) = self.contexts.remove(&ctx_id) {
-                self.timers.disarm(ctx.timer_c);
-            }
-            self.pending_routes.retain(|_, c| *c != ctx_id);
+        if ctx.branches > 0 || (ctx.phase != Phase::Done && self.servers.contains_key(&ctx.server))
+        {
+            return;
         }
+        let Some(ctx) = self.contexts.remove(&ctx_id) else {
+            return;
+        };
+        self.timers.disarm(ctx.timer_c);
+        if let Some(entry) = self.servers.get_mut(&ctx.server)
+            && entry.ctx == Some(ctx_id)
+        {
+            // What the server transaction kept for the context: its request
+            // (for a local response or a hidden response's Vias).
+            entry.ctx = None;
+            entry.request = Held::Raw(Bytes::new());
+        }
+        self.pending_routes.retain(|_, c| *c != ctx_id);
     }
 }
 

@@ -592,6 +592,111 @@ fn in_dialog_requests_follow_the_route_set() {
 }
 
 #[test]
+fn an_answered_invite_keeps_no_context_and_still_relays_2xx_retransmissions() {
+    let mut h = Harness::new();
+    let fwd = forwarded_invite(&mut h, "z9hG4bKctx1");
+    h.recv(&reply(&fwd, 180, Some("tb")), B);
+    assert_eq!(h.proxy.context_count(), 1, "a ringing call has its context");
+    h.recv(&reply(&fwd, 200, Some("tb")), B);
+    assert_eq!(h.statuses_to(A), vec![180, 200]);
+    assert_eq!(h.proxy.context_count(), 0, "the 2xx ends the context");
+    assert_eq!(
+        h.proxy.transaction_count(),
+        2,
+        "both INVITE transactions linger (RFC 6026 Timers L and M)"
+    );
+    // B's 2xx retransmissions still reach A, each once, without our Via.
+    for _ in 0..2 {
+        h.recv(&reply(&fwd, 200, Some("tb")), B);
+        let up = h.take_to(A);
+        assert_eq!(
+            up.iter().filter_map(Message::status).collect::<Vec<_>>(),
+            vec![200]
+        );
+        let vias = up[0].vias().expect("vias");
+        assert_eq!(vias.len(), 1, "our Via removed");
+        assert_eq!(vias[0].branch(), Some("z9hG4bKctx1"));
+    }
+    let finals = h
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::CallFinal { .. }))
+        .count();
+    assert_eq!(finals, 1, "one CallFinal, for the first 2xx");
+    // A's INVITE retransmission is absorbed ("Accepted"), a late CANCEL
+    // gets its 200 and cancels nothing.
+    h.recv(&invite("z9hG4bKctx1"), A);
+    assert!(h.sent.is_empty(), "INVITE retransmission absorbed");
+    assert!(h.routes.is_empty(), "no second routing question");
+    h.recv(&cancel("z9hG4bKctx1"), A);
+    assert_eq!(h.statuses_to(A), vec![200]);
+    assert!(h.take_to(B).is_empty(), "no CANCEL after the 2xx");
+    // A 2xx retransmission after Timer M is no longer relayed (the client
+    // transaction is gone), and nothing is left behind.
+    h.advance(Duration::from_secs(40));
+    h.recv(&reply(&fwd, 200, Some("tb")), B);
+    assert!(h.take_to(A).is_empty());
+    assert_eq!(h.proxy.transaction_count(), 0);
+    assert_eq!(h.proxy.context_count(), 0);
+    assert_eq!(h.proxy.timer_count(), 0);
+}
+
+#[test]
+fn an_answered_bye_keeps_no_context_and_its_retransmission_gets_the_200_again() {
+    let mut h = Harness::new();
+    let bye = "BYE sip:callee@198.51.100.7:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKctxbye\r\n\
+         Max-Forwards: 70\r\nRoute: <sip:203.0.113.10:5060;lr>\r\n\
+         From: <sip:+15550100@a.example>;tag=fa\r\nTo: <sip:+4721345678@node.example>;tag=tb\r\n\
+         Call-ID: dialog-ctx\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+    h.recv(bye, A);
+    h.route_to(&[("sip:callee@198.51.100.7:5070", B, Transport::Udp)]);
+    let at_b = h.take_to(B);
+    assert_eq!(at_b.len(), 1);
+    assert_eq!(h.proxy.context_count(), 1);
+    h.recv(&reply(&at_b[0], 200, None), B);
+    assert_eq!(h.statuses_to(A), vec![200]);
+    assert_eq!(h.proxy.context_count(), 0, "the final response ends it");
+    // The server transaction answers A's retransmission alone (Timer J),
+    // and the client transaction absorbs B's 200 retransmission (Timer K).
+    h.recv(bye, A);
+    let again = h.take_to(A);
+    assert_eq!(
+        again.iter().filter_map(Message::status).collect::<Vec<_>>(),
+        vec![200]
+    );
+    assert_eq!(again[0].call_id(), "dialog-ctx");
+    assert!(
+        h.take_to(B).is_empty(),
+        "the retransmission is not forwarded"
+    );
+    assert!(h.routes.is_empty(), "no second routing question");
+    h.recv(&reply(&at_b[0], 200, None), B);
+    assert!(h.take_to(A).is_empty(), "B's retransmission absorbed");
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.proxy.transaction_count(), 0);
+    assert_eq!(h.proxy.timer_count(), 0);
+}
+
+#[test]
+fn a_rejected_invite_keeps_no_context_and_retransmissions_still_work() {
+    let mut h = Harness::new();
+    let fwd = forwarded_invite(&mut h, "z9hG4bKctx2");
+    h.recv(&reply(&fwd, 486, Some("tb")), B);
+    assert_eq!(h.statuses_to(A), vec![486]);
+    assert_eq!(h.take_to(B).len(), 1, "the ACK to B");
+    assert_eq!(h.proxy.context_count(), 0);
+    // B's retransmission of the 486 gets the ACK again, not relayed.
+    h.recv(&reply(&fwd, 486, Some("tb")), B);
+    assert!(h.take_to(A).is_empty());
+    let acks = h.take_to(B);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].method(), Some(&Method::Ack));
+    // A's INVITE retransmission gets the 486 again.
+    h.recv(&invite("z9hG4bKctx2"), A);
+    assert_eq!(h.statuses_to(A), vec![486]);
+}
+
+#[test]
 fn strict_router_request_uri_is_restored_from_the_last_route() {
     let mut h = Harness::new();
     h.recv(
