@@ -3,7 +3,7 @@
 use std::mem;
 use std::time::Instant;
 
-use super::timers::{Retransmit, after};
+use super::timers::{Retransmit, Settings, after};
 use super::{
     Class, Event, Outputs, Reliability, Timer, TimerConfig, TxnMessage, TxnState, impl_transaction,
 };
@@ -84,8 +84,7 @@ use super::{
 #[derive(Debug)]
 pub struct ClientInvite<M> {
     state: State<M>,
-    reliability: Reliability,
-    config: TimerConfig,
+    timers: Settings,
     out: Outputs<M>,
 }
 
@@ -122,8 +121,7 @@ impl<M: TxnMessage> ClientInvite<M> {
                 timer_a: Retransmit::start(now, &config, reliability),
                 timer_b: after(now, config.timeout()),
             },
-            reliability,
-            config,
+            timers: Settings::new(&config, reliability),
             out,
         }
     }
@@ -158,14 +156,18 @@ impl<M: TxnMessage> ClientInvite<M> {
                 // RFC 6026 §7.2: the TU gets the 2xx and sends the ACK itself.
                 self.out.event(Event::Response { status, response });
                 State::Accepted {
-                    timer_m: after(now, self.config.timeout()),
+                    timer_m: after(now, self.timers.config().timeout()),
                 }
             }
             (State::Calling { request, .. } | State::Proceeding { request }, Class::Failure) => {
                 let ack = M::ack_for(&request, &response);
                 self.out.send(ack.clone());
                 self.out.event(Event::Response { status, response });
-                match self.config.duration(Timer::D, self.reliability) {
+                match self
+                    .timers
+                    .config()
+                    .duration(Timer::D, self.timers.reliability())
+                {
                     Some(d) if !d.is_zero() => State::Completed {
                         ack,
                         timer_d: after(now, d),

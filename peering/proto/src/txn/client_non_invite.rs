@@ -3,7 +3,7 @@
 use std::mem;
 use std::time::Instant;
 
-use super::timers::{Retransmit, after};
+use super::timers::{Retransmit, Settings, after};
 use super::{
     Class, Event, Outputs, Reliability, Timer, TimerConfig, TxnMessage, TxnState, impl_transaction,
 };
@@ -79,8 +79,7 @@ use super::{
 #[derive(Debug)]
 pub struct ClientNonInvite<M> {
     state: State<M>,
-    reliability: Reliability,
-    config: TimerConfig,
+    timers: Settings,
     out: Outputs<M>,
 }
 
@@ -112,8 +111,7 @@ impl<M: TxnMessage> ClientNonInvite<M> {
                 timer_e: Retransmit::start(now, &config, reliability),
                 timer_f: after(now, config.timeout()),
             },
-            reliability,
-            config,
+            timers: Settings::new(&config, reliability),
             out,
         }
     }
@@ -145,7 +143,11 @@ impl<M: TxnMessage> ClientNonInvite<M> {
             }
             (State::Waiting { .. }, Class::Success | Class::Failure) => {
                 self.out.event(Event::Response { status, response });
-                match self.config.duration(Timer::K, self.reliability) {
+                match self
+                    .timers
+                    .config()
+                    .duration(Timer::K, self.timers.reliability())
+                {
                     Some(k) if !k.is_zero() => State::Completed {
                         timer_k: after(now, k),
                     },
@@ -176,9 +178,9 @@ impl<M: TxnMessage> ClientNonInvite<M> {
                         Some(e) if now >= e.at => {
                             self.out.send(request.clone());
                             Some(if proceeding {
-                                Retransmit::reset(now, self.config.t2)
+                                Retransmit::reset(now, self.timers.config().t2)
                             } else {
-                                e.next(now, Some(self.config.t2))
+                                e.next(now, Some(self.timers.config().t2))
                             })
                         }
                         other => other,

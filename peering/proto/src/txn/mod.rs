@@ -228,21 +228,26 @@ impl Class {
     }
 }
 
-/// The output queues of a machine.
 /// A FIFO that holds its first element inline: a machine emits at most one
 /// message or event per input in the common case, and a held transaction
-/// (thousands of calls ringing) should not keep a heap buffer per queue.
+/// (thousands of calls ringing, and every finished call for 32 s) should
+/// not keep a heap buffer per queue. The rest is boxed: an empty queue is
+/// its first slot and one pointer, not a `VecDeque`'s four words.
 #[derive(Debug)]
 struct Queue<T> {
     first: Option<T>,
-    rest: VecDeque<T>,
+    #[expect(
+        clippy::box_collection,
+        reason = "one word while empty, as it is between inputs; a second allocation only on overflow"
+    )]
+    rest: Option<Box<VecDeque<T>>>,
 }
 
 impl<T> Default for Queue<T> {
     fn default() -> Self {
         Self {
             first: None,
-            rest: VecDeque::new(),
+            rest: None,
         }
     }
 }
@@ -250,18 +255,20 @@ impl<T> Default for Queue<T> {
 impl<T> Queue<T> {
     fn push_back(&mut self, item: T) {
         if self.first.is_none() {
-            // Invariant: `rest` is empty whenever `first` is.
+            // Invariant: `rest` is `None` whenever `first` is.
             self.first = Some(item);
         } else {
-            self.rest.push_back(item);
+            self.rest.get_or_insert_default().push_back(item);
         }
     }
 
     fn pop_front(&mut self) -> Option<T> {
         let item = self.first.take()?;
-        self.first = self.rest.pop_front();
-        if self.first.is_none() && self.rest.capacity() > 0 {
-            self.rest = VecDeque::new();
+        if let Some(rest) = &mut self.rest {
+            self.first = rest.pop_front();
+            if rest.is_empty() {
+                self.rest = None;
+            }
         }
         Some(item)
     }

@@ -3,7 +3,7 @@
 use std::mem;
 use std::time::Instant;
 
-use super::timers::{Retransmit, after};
+use super::timers::{Retransmit, Settings, after};
 use super::{
     Class, Event, Outputs, Reliability, Timer, TimerConfig, TxnMessage, TxnState, impl_transaction,
 };
@@ -97,8 +97,7 @@ use super::{
 #[derive(Debug)]
 pub struct ServerInvite<M> {
     state: State<M>,
-    reliability: Reliability,
-    config: TimerConfig,
+    timers: Settings,
     out: Outputs<M>,
 }
 
@@ -127,8 +126,7 @@ impl<M: TxnMessage> ServerInvite<M> {
     pub fn new(reliability: Reliability, config: TimerConfig) -> Self {
         Self {
             state: State::Proceeding { provisional: None },
-            reliability,
-            config,
+            timers: Settings::new(&config, reliability),
             out: Outputs::default(),
         }
     }
@@ -154,15 +152,19 @@ impl<M: TxnMessage> ServerInvite<M> {
             (State::Proceeding { .. }, Class::Success) => {
                 self.out.send(response);
                 State::Accepted {
-                    timer_l: after(now, self.config.timeout()),
+                    timer_l: after(now, self.timers.config().timeout()),
                 }
             }
             (State::Proceeding { .. }, Class::Failure) => {
                 self.out.send(response.clone());
                 State::Completed {
                     response,
-                    timer_g: Retransmit::start(now, &self.config, self.reliability),
-                    timer_h: after(now, self.config.timeout()),
+                    timer_g: Retransmit::start(
+                        now,
+                        &self.timers.config(),
+                        self.timers.reliability(),
+                    ),
+                    timer_h: after(now, self.timers.config().timeout()),
                 }
             }
             (State::Accepted { timer_l }, Class::Success) => {
@@ -197,7 +199,11 @@ impl<M: TxnMessage> ServerInvite<M> {
     pub fn handle_ack(&mut self, now: Instant, ack: M) {
         let state = mem::replace(&mut self.state, State::Terminated);
         self.state = match state {
-            State::Completed { .. } => match self.config.duration(Timer::I, self.reliability) {
+            State::Completed { .. } => match self
+                .timers
+                .config()
+                .duration(Timer::I, self.timers.reliability())
+            {
                 Some(i) if !i.is_zero() => State::Confirmed {
                     timer_i: after(now, i),
                 },
@@ -228,7 +234,7 @@ impl<M: TxnMessage> ServerInvite<M> {
                     let timer_g = match timer_g {
                         Some(g) if now >= g.at => {
                             self.out.send(response.clone());
-                            Some(g.next(now, Some(self.config.t2)))
+                            Some(g.next(now, Some(self.timers.config().t2)))
                         }
                         other => other,
                     };

@@ -3,7 +3,7 @@
 use std::mem;
 use std::time::Instant;
 
-use super::timers::after;
+use super::timers::{Settings, after};
 use super::{
     Class, Event, Outputs, Reliability, Timer, TimerConfig, TxnMessage, TxnState, impl_transaction,
 };
@@ -77,8 +77,7 @@ use super::{
 #[derive(Debug)]
 pub struct ServerNonInvite<M> {
     state: State<M>,
-    reliability: Reliability,
-    config: TimerConfig,
+    timers: Settings,
     out: Outputs<M>,
 }
 
@@ -96,8 +95,7 @@ impl<M: TxnMessage> ServerNonInvite<M> {
     pub fn new(reliability: Reliability, config: TimerConfig) -> Self {
         Self {
             state: State::Trying,
-            reliability,
-            config,
+            timers: Settings::new(&config, reliability),
             out: Outputs::default(),
         }
     }
@@ -120,7 +118,11 @@ impl<M: TxnMessage> ServerNonInvite<M> {
             }
             (State::Trying | State::Proceeding { .. }, Class::Success | Class::Failure) => {
                 self.out.send(response.clone());
-                match self.config.duration(Timer::J, self.reliability) {
+                match self
+                    .timers
+                    .config()
+                    .duration(Timer::J, self.timers.reliability())
+                {
                     Some(j) if !j.is_zero() => State::Completed {
                         response,
                         timer_j: after(now, j),

@@ -106,6 +106,45 @@ impl TimerConfig {
     }
 }
 
+/// What a machine keeps of its timer configuration and transport: the
+/// three base values as whole nanoseconds and the reliability, in 32 bytes
+/// where a [`TimerConfig`] of `Duration`s and a [`Reliability`] take 56. A
+/// machine is held for every call in progress and every finished one for
+/// up to 32 s, so this is paid hundreds of thousands of times over. A value
+/// beyond `u64` nanoseconds (584 years) saturates, far past the longest
+/// timer ([`MAX_TIMER`]), so every deadline stays the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Settings {
+    t1: u64,
+    t2: u64,
+    t4: u64,
+    reliability: Reliability,
+}
+
+impl Settings {
+    pub(crate) fn new(config: &TimerConfig, reliability: Reliability) -> Self {
+        Self {
+            t1: nanos(config.t1),
+            t2: nanos(config.t2),
+            t4: nanos(config.t4),
+            reliability,
+        }
+    }
+
+    /// The configuration, as given (saturated at 584 years).
+    pub(crate) fn config(&self) -> TimerConfig {
+        TimerConfig {
+            t1: Duration::from_nanos(self.t1),
+            t2: Duration::from_nanos(self.t2),
+            t4: Duration::from_nanos(self.t4),
+        }
+    }
+
+    pub(crate) fn reliability(&self) -> Reliability {
+        self.reliability
+    }
+}
+
 /// RFC 3261 §17.1.1.2: Timer D is "at least 32 seconds for unreliable
 /// transports", whatever T1 is configured here: the server's T1 may be
 /// the default.
@@ -201,11 +240,17 @@ impl fmt::Display for Timer {
 }
 
 /// A running retransmission timer (A, E or G): its deadline and the
-/// interval that led to it.
+/// interval that led to it, in whole nanoseconds (saturating at 584 years,
+/// far past [`MAX_TIMER`]): 24 bytes rather than 32 in every machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Retransmit {
     pub(crate) at: Instant,
-    interval: Duration,
+    interval: u64,
+}
+
+/// `duration` in whole nanoseconds, saturated.
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Retransmit {
@@ -216,10 +261,7 @@ impl Retransmit {
         config: &TimerConfig,
         reliability: Reliability,
     ) -> Option<Self> {
-        (!reliability.is_reliable()).then(|| Self {
-            at: after(now, config.t1),
-            interval: config.t1,
-        })
+        (!reliability.is_reliable()).then(|| Self::reset(now, config.t1))
     }
 
     /// The timer after it fired at `now`: the interval doubles, capped at
@@ -229,9 +271,9 @@ impl Retransmit {
     /// a late driver never causes a burst of catch-up retransmissions.
     pub(crate) fn next(self, now: Instant, cap: Option<Duration>) -> Self {
         let doubled = self.interval.saturating_mul(2);
-        let interval = cap.map_or(doubled, |cap| doubled.min(cap));
+        let interval = cap.map_or(doubled, |cap| doubled.min(nanos(cap)));
         Self {
-            at: after(now, interval),
+            at: after(now, Duration::from_nanos(interval)),
             interval,
         }
     }
@@ -241,7 +283,7 @@ impl Retransmit {
     pub(crate) fn reset(now: Instant, interval: Duration) -> Self {
         Self {
             at: after(now, interval),
-            interval,
+            interval: nanos(interval),
         }
     }
 }
