@@ -245,12 +245,12 @@ impl<M: TxnMessage> ClientInvite<M> {
 
     /// The next message to pass to the transport.
     pub fn poll_transmit(&mut self) -> Option<M> {
-        self.out.transmit.pop_front()
+        self.out.pop_transmit()
     }
 
     /// The next event for the TU.
     pub fn poll_event(&mut self) -> Option<Event<M>> {
-        self.out.events.pop_front()
+        self.out.pop_event()
     }
 
     /// The earliest running timer's deadline.
