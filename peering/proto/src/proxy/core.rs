@@ -230,8 +230,7 @@ struct ServerEntry {
     flow: Flow,
     /// Where responses go (§18.2.2).
     response_to: SocketAddr,
-    /// The request as received, to build local responses from.
-    request: Held,
+    /// The context, while there is one; it holds the request as received.
     ctx: Option<u64>,
     armed: Option<TimerKey>,
 }
@@ -300,6 +299,10 @@ enum Phase {
 #[derive(Debug)]
 struct Context {
     server: ServerKey,
+    /// The request as received, to build local responses from (and, when
+    /// hidden, to restore the caller side's Vias): the server transaction's
+    /// request, held here as only a context needs it.
+    original: Held,
     /// The request after §16.4 pre-processing.
     request: Held,
     /// Its method and where its Call-ID is in its bytes, kept for events.
@@ -786,7 +789,6 @@ impl Proxy {
                 txn,
                 flow: flow.clone(),
                 response_to,
-                request: Held::Parsed(req.clone()),
                 ctx: None,
                 armed: None,
             }),
@@ -891,6 +893,7 @@ impl Proxy {
             ctx_id,
             Box::new(Context {
                 server: key.clone(),
+                original: Held::Parsed(req.clone()),
                 request: Held::Parsed(routed.clone()),
                 method,
                 call_id,
@@ -957,7 +960,7 @@ impl Proxy {
         let ctx = self.contexts.get(&ctx_id)?;
         let entry = self.servers.get(&ctx.server)?;
         let mut editor = resp.edit();
-        hiding::restore_vias(&mut editor, &entry.request.message()?);
+        hiding::restore_vias(&mut editor, &ctx.original.message()?);
         let status = resp.status().unwrap_or(0);
         let call_id = resp.call_id().to_owned();
         let facing_a = self
@@ -1380,8 +1383,7 @@ impl Proxy {
                 // Forwarded: keep only the bytes of the request (at their
                 // exact size) until a failover or a local response needs it
                 // parsed again.
-                let entry = self.servers.get_mut(&ctx.server);
-                let shared = entry.and_then(|e| e.request.shrink(None));
+                let shared = ctx.original.shrink(None);
                 ctx.request.shrink(shared.as_ref());
             }
             if method == Method::Invite {
@@ -1728,7 +1730,8 @@ impl Proxy {
         let call_id = ctx.call_id().to_owned();
         let attempts = ctx.attempts;
         let is_invite = ctx.method == Method::Invite;
-        let Some(original) = self.servers.get(&server).and_then(|e| e.request.message()) else {
+        let original = ctx.original.message();
+        let Some(original) = original.filter(|_| self.servers.contains_key(&server)) else {
             return;
         };
         let to_tag = self.local_tag(&original);
@@ -1753,11 +1756,10 @@ impl Proxy {
     /// keeps up to 32 s (RFC 3261 Timer J, RFC 6026 Timer L): at thousands
     /// of calls per second this is most of the node's memory. So the
     /// context goes as soon as no branch refers to it (the usual case, see
-    /// `maybe_drop_context`), and with it the server transaction's copy of
-    /// the request. Should a branch still refer to it, it keeps nothing of
-    /// its request but the Call-ID, and the server transaction nothing; a
-    /// hidden context keeps its request: a 2xx retransmission still needs
-    /// the caller side's Vias restored from it.
+    /// `maybe_drop_context`), and with it the requests it holds. Should a
+    /// branch still refer to it, it keeps nothing of them but the Call-ID;
+    /// a hidden context keeps them: a 2xx retransmission still needs the
+    /// caller side's Vias restored from the request as received.
     fn release_request(&mut self, ctx_id: u64) {
         let Some(ctx) = self.contexts.get_mut(&ctx_id) else {
             return;
@@ -1778,9 +1780,7 @@ impl Proxy {
         let call_id = Bytes::copy_from_slice(ctx.call_id().as_bytes());
         ctx.call_id = 0..call_id.len();
         ctx.request = Held::Raw(call_id);
-        if let Some(entry) = self.servers.get_mut(&ctx.server) {
-            entry.request = Held::Raw(Bytes::new());
-        }
+        ctx.original = Held::Raw(Bytes::new());
     }
 
     /// Rejects a request that has no context yet.
@@ -1835,11 +1835,6 @@ impl Proxy {
             ServerTxn::NonInvite(t) => t.respond(now, status, resp),
         }
         let ctx = entry.ctx;
-        if status >= 200 && ctx.is_none() {
-            // Answered without a context (a rejection, a CANCEL, a local
-            // OPTIONS): nothing needs the request any more.
-            entry.request = Held::Raw(Bytes::new());
-        }
         self.drive_server(now, key);
         if status >= 200
             && let Some(ctx_id) = ctx
@@ -2113,10 +2108,7 @@ impl Proxy {
         if let Some(entry) = self.servers.get_mut(&ctx.server)
             && entry.ctx == Some(ctx_id)
         {
-            // What the server transaction kept for the context: its request
-            // (for a local response or a hidden response's Vias).
             entry.ctx = None;
-            entry.request = Held::Raw(Bytes::new());
         }
         self.pending_routes.retain(|_, c| *c != ctx_id);
     }
