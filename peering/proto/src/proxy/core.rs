@@ -228,11 +228,42 @@ enum ServerTxn {
 struct ServerEntry {
     txn: ServerTxn,
     flow: Flow,
-    /// Where responses go (§18.2.2).
-    response_to: SocketAddr,
+    /// Where responses go (§18.2.2): `flow.remote`, or its address with
+    /// this port (see `response_port`).
+    response_port: Option<u16>,
     /// The context, while there is one; it holds the request as received.
-    ctx: Option<u64>,
+    ctx: CtxLink,
     armed: Option<TimerKey>,
+}
+
+impl ServerEntry {
+    /// Where responses go (§18.2.2).
+    fn response_to(&self) -> SocketAddr {
+        match self.response_port {
+            None => self.flow.remote,
+            Some(port) => SocketAddr::new(self.flow.remote.ip(), port),
+        }
+    }
+}
+
+/// A context's id as the transaction entries hold it: ids start at 1
+/// (`Proxy::next_id`), so "none" takes no room of its own (8 bytes where
+/// an `Option<u64>` takes 16).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct CtxLink(Option<std::num::NonZeroU64>);
+
+impl CtxLink {
+    fn to(ctx_id: Option<u64>) -> Self {
+        Self(ctx_id.and_then(std::num::NonZeroU64::new))
+    }
+
+    fn get(self) -> Option<u64> {
+        self.0.map(std::num::NonZeroU64::get)
+    }
+
+    fn take(&mut self) -> Option<u64> {
+        self.0.take().map(std::num::NonZeroU64::get)
+    }
 }
 
 #[derive(Debug)]
@@ -254,7 +285,7 @@ struct ClientEntry {
     txn: ClientTxn,
     /// The context, while the branch may still pass a response to it: until
     /// its final response (see `on_branch_response`).
-    ctx: Option<u64>,
+    ctx: CtxLink,
     /// After a 2xx of a context that is not hidden: the server transaction
     /// its retransmissions (and 2xx from other forks) go to, the context
     /// being gone (RFC 6026 "Accepted").
@@ -782,14 +813,14 @@ impl Proxy {
         } else {
             ServerTxn::NonInvite(ServerNonInvite::new(reliability, self.config.timers))
         };
-        let response_to = response_address(req, flow);
+        let response_port = response_port(req, flow);
         self.servers.insert(
             key.clone(),
             Box::new(ServerEntry {
                 txn,
                 flow: flow.clone(),
-                response_to,
-                ctx: None,
+                response_port,
+                ctx: CtxLink::default(),
                 armed: None,
             }),
         );
@@ -915,7 +946,7 @@ impl Proxy {
             }),
         );
         if let Some(entry) = self.servers.get_mut(&key) {
-            entry.ctx = Some(ctx_id);
+            entry.ctx = CtxLink::to(Some(ctx_id));
         }
         let route_id = self.next_id();
         self.pending_routes.insert(route_id, ctx_id);
@@ -1133,7 +1164,7 @@ impl Proxy {
         }
         let resp = msg::response_to(&req, 200, "OK", Some(&self.local_tag(&req)), &[]);
         self.respond_bytes(now, key, 200, resp);
-        let ctx_id = self.servers.get(&invite_key).and_then(|e| e.ctx);
+        let ctx_id = self.servers.get(&invite_key).and_then(|e| e.ctx.get());
         let Some(ctx_id) = ctx_id else {
             return;
         };
@@ -1230,7 +1261,7 @@ impl Proxy {
             .clients
             .get(key)
             .filter(|e| e.size_switched)
-            .and_then(|e| e.ctx)
+            .and_then(|e| e.ctx.get())
         else {
             return false;
         };
@@ -1448,7 +1479,7 @@ impl Proxy {
             key,
             Box::new(ClientEntry {
                 txn,
-                ctx,
+                ctx: CtxLink::to(ctx),
                 upstream: None,
                 target,
                 got_provisional: false,
@@ -1538,7 +1569,7 @@ impl Proxy {
         let Some(entry) = self.clients.get_mut(key) else {
             return;
         };
-        let Some(ctx_id) = entry.ctx else {
+        let Some(ctx_id) = entry.ctx.get() else {
             // A 2xx retransmission (or a 2xx from another fork) of an
             // answered call, whose context is gone: relayed as the first 2xx
             // was (§16.7 step 5, RFC 6026).
@@ -1834,7 +1865,7 @@ impl Proxy {
             ServerTxn::Invite(t) => t.respond(now, status, resp),
             ServerTxn::NonInvite(t) => t.respond(now, status, resp),
         }
-        let ctx = entry.ctx;
+        let ctx = entry.ctx.get();
         self.drive_server(now, key);
         if status >= 200
             && let Some(ctx_id) = ctx
@@ -1913,7 +1944,7 @@ impl Proxy {
             let Some(resp) = out else { break };
             self.transmits.push_back(Transmit {
                 transport: entry.flow.transport,
-                remote: entry.response_to,
+                remote: entry.response_to(),
                 local: Some(entry.flow.local),
                 conn: entry.flow.conn,
                 server_name: None,
@@ -1945,7 +1976,7 @@ impl Proxy {
             return;
         };
         if terminated {
-            let ctx = entry.ctx;
+            let ctx = entry.ctx.get();
             self.remove_server(key);
             if let Some(ctx_id) = ctx {
                 self.maybe_drop_context(ctx_id);
@@ -2029,7 +2060,7 @@ impl Proxy {
             }
         }
         if terminated {
-            let ctx = self.clients.get(key).and_then(|e| e.ctx);
+            let ctx = self.clients.get(key).and_then(|e| e.ctx.get());
             self.remove_client(key);
             if let Some(ctx_id) = ctx {
                 if let Some(c) = self.contexts.get_mut(&ctx_id)
@@ -2081,7 +2112,7 @@ impl Proxy {
         if let Some(entry) = self.clients.remove(key) {
             self.timers.disarm(entry.armed);
             self.client_ids.remove(&entry.id);
-            if let Some(ctx) = entry.ctx.and_then(|c| self.contexts.get_mut(&c)) {
+            if let Some(ctx) = entry.ctx.get().and_then(|c| self.contexts.get_mut(&c)) {
                 ctx.branches = ctx.branches.saturating_sub(1);
             }
         }
@@ -2106,9 +2137,9 @@ impl Proxy {
         };
         self.timers.disarm(ctx.timer_c);
         if let Some(entry) = self.servers.get_mut(&ctx.server)
-            && entry.ctx == Some(ctx_id)
+            && entry.ctx.get() == Some(ctx_id)
         {
-            entry.ctx = None;
+            entry.ctx = CtxLink::default();
         }
         self.pending_routes.retain(|_, c| *c != ctx_id);
     }
@@ -2148,14 +2179,19 @@ impl Context {
 
 /// RFC 3261 §18.2.2 (with RFC 3581 rport): where responses to `req` go.
 fn response_address(req: &Message, flow: &Flow) -> SocketAddr {
-    if flow.transport.is_reliable() {
-        return flow.remote;
+    match response_port(req, flow) {
+        None => flow.remote,
+        Some(port) => SocketAddr::new(flow.remote.ip(), port),
     }
-    if req.top_via_rport() {
-        return flow.remote;
+}
+
+/// [`response_address`] as a server entry keeps it: `None` for the
+/// flow's remote address, else the port that replaces the remote's.
+fn response_port(req: &Message, flow: &Flow) -> Option<u16> {
+    if flow.transport.is_reliable() || req.top_via_rport() {
+        return None;
     }
-    let port = req.top_via_sent_by().1.unwrap_or(5060);
-    SocketAddr::new(flow.remote.ip(), port)
+    Some(req.top_via_sent_by().1.unwrap_or(5060))
 }
 
 /// Whether a Request-URI addresses this node itself (no user part).
