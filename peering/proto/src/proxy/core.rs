@@ -338,30 +338,43 @@ struct Context {
     request: Held,
     /// Its method and where its Call-ID is in its bytes, kept for events.
     method: Method,
-    call_id: std::ops::Range<usize>,
+    call_id: std::ops::Range<u32>,
     flow: Flow,
     /// Routed as an initial request (not along a route set).
     initial: bool,
     phase: Phase,
-    targets: Vec<Target>,
-    next_target: usize,
+    /// The routing seam's targets and header edits, while anything may
+    /// still be forwarded.
+    plan: Option<Box<Plan>>,
+    /// The index of the next target to try.
+    next_target: u32,
     /// Our own Route values at the top of `request`, dropped when it is
     /// forwarded (see `defer_route_info`).
-    strip_routes: usize,
-    remove_headers: Vec<HeaderName>,
-    add_headers: Vec<(HeaderName, String)>,
+    strip_routes: u32,
     active: Option<ClientKey>,
     /// Best final response so far (§16.7 step 6), with its Via removed;
     /// no message when the branch ended by timeout or transport error.
-    best: Option<(u16, Option<Wire>)>,
+    /// Boxed: most calls never have one.
+    best: Option<Box<(u16, Option<Wire>)>>,
     cancelled: bool,
     /// Timer C's queued entry while it runs.
     timer_c: Option<TimerKey>,
-    attempts: usize,
+    attempts: u32,
     /// Live client transactions that belong to this context.
-    branches: usize,
+    branches: u32,
     /// Hide each side's topology from the other.
     hide: bool,
+}
+
+/// What the routing seam decided for a context (see
+/// [`RouteDecision::Forward`]), held apart from it: it goes once the last
+/// target is on its way, which for most calls is the first, so a ringing
+/// call does not keep it.
+#[derive(Debug)]
+struct Plan {
+    targets: Vec<Target>,
+    remove_headers: Vec<HeaderName>,
+    add_headers: Vec<(HeaderName, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -735,9 +748,11 @@ impl Proxy {
                     return;
                 }
                 ctx.hide |= hide_topology;
-                ctx.targets = targets;
-                ctx.remove_headers = remove_headers;
-                ctx.add_headers = add_headers;
+                ctx.plan = Some(Box::new(Plan {
+                    targets,
+                    remove_headers,
+                    add_headers,
+                }));
                 ctx.phase = Phase::Forwarding;
                 self.forward_next(now, ctx_id);
             }
@@ -920,6 +935,10 @@ impl Proxy {
         };
         let ctx_id = self.next_id();
         let call_id = range_in(routed.as_bytes(), routed.call_id().as_bytes());
+        let call_id = match (u32::try_from(call_id.start), u32::try_from(call_id.end)) {
+            (Ok(start), Ok(end)) => start..end,
+            _ => 0..0,
+        };
         self.contexts.insert(
             ctx_id,
             Box::new(Context {
@@ -931,11 +950,9 @@ impl Proxy {
                 flow: flow.clone(),
                 initial: kind == RouteKind::Initial,
                 phase: Phase::Routing,
-                targets: Vec::new(),
+                plan: None,
                 next_target: 0,
-                strip_routes,
-                remove_headers: Vec::new(),
-                add_headers: Vec::new(),
+                strip_routes: u32::try_from(strip_routes).unwrap_or(u32::MAX),
                 active: None,
                 best: None,
                 cancelled: false,
@@ -1238,8 +1255,8 @@ impl Proxy {
                 self.finish_best(now, ctx_id);
                 return;
             }
-            let index = ctx.next_target;
-            if index >= ctx.targets.len() {
+            let index = ctx.next_target as usize;
+            if index >= ctx.plan.as_ref().map_or(0, |p| p.targets.len()) {
                 self.finish_best(now, ctx_id);
                 return;
             }
@@ -1273,7 +1290,7 @@ impl Proxy {
         }
         // Targets are tried one at a time (`forward_next`): the active
         // branch went to the one before `next_target`.
-        let Some(index) = ctx.next_target.checked_sub(1) else {
+        let Some(index) = (ctx.next_target as usize).checked_sub(1) else {
             return false;
         };
         self.detach_client(key);
@@ -1300,7 +1317,7 @@ impl Proxy {
         let Some(ctx) = self.contexts.get(&ctx_id) else {
             return Err(());
         };
-        let Some(target) = ctx.targets.get(index) else {
+        let Some(target) = ctx.plan.as_ref().and_then(|p| p.targets.get(index)) else {
             return Err(());
         };
         let mut transport = target.transport;
@@ -1310,7 +1327,7 @@ impl Proxy {
         let req = &req;
         let method = ctx.method.clone();
         let initial = ctx.initial;
-        let strip_routes = ctx.strip_routes;
+        let strip_routes = ctx.strip_routes as usize;
         let hash = rules::loop_hash_after(req, strip_routes);
         let branch = rules::make_branch(hash, self.config.instance, branch_id);
 
@@ -1347,11 +1364,13 @@ impl Proxy {
             }
         }
         editor.set_max_forwards(req.max_forwards().map_or(70, |m| m.saturating_sub(1)));
-        for name in &ctx.remove_headers {
-            editor.remove_header(name);
-        }
-        for (name, value) in &ctx.add_headers {
-            editor.append_header(name.clone(), value);
+        if let Some(plan) = &ctx.plan {
+            for name in &plan.remove_headers {
+                editor.remove_header(name);
+            }
+            for (name, value) in &plan.add_headers {
+                editor.append_header(name.clone(), value);
+            }
         }
         if initial && self.config.record_route && rules::creates_dialog(&method) {
             let inbound = self
@@ -1401,14 +1420,13 @@ impl Proxy {
         self.insert_client(key.clone(), txn, Some(ctx_id), dest, size_switched);
         if let Some(ctx) = self.contexts.get_mut(&ctx_id) {
             ctx.active = Some(key.clone());
-            if !size_switched && ctx.next_target >= ctx.targets.len() {
+            let targets = ctx.plan.as_ref().map_or(0, |p| p.targets.len());
+            if !size_switched && ctx.next_target as usize >= targets {
                 // The last target is on its way for good: nothing is
                 // forwarded again, so the list and the header edits need
                 // not be held while the call rings. A size-switched branch
                 // keeps them for its retry over UDP.
-                ctx.targets = Vec::new();
-                ctx.remove_headers = Vec::new();
-                ctx.add_headers = Vec::new();
+                ctx.plan = None;
             }
             if !hide {
                 // Forwarded: keep only the bytes of the request (at their
@@ -1648,7 +1666,7 @@ impl Proxy {
                 let call_final = first.then(|| Event::CallFinal {
                     call_id: ctx.call_id().to_owned(),
                     status,
-                    attempts: ctx.attempts,
+                    attempts: ctx.attempts as usize,
                 });
                 if let Some(resp) = upstream {
                     self.respond_message(now, &server, status, resp);
@@ -1682,11 +1700,11 @@ impl Proxy {
         let better = ctx
             .best
             .as_ref()
-            .is_none_or(|(best, _)| rules::response_rank(status) < rules::response_rank(*best));
+            .is_none_or(|best| rules::response_rank(status) < rules::response_rank(best.0));
         if better {
             // Without a message (timeout, transport error) a local response
             // is generated for the status.
-            ctx.best = Some((status, upstream));
+            ctx.best = Some(Box::new((status, upstream)));
         }
         let six = (600..700).contains(&status);
         if !ctx.cancelled && !six && rules::is_failover_status(status) {
@@ -1704,7 +1722,7 @@ impl Proxy {
         if ctx.phase == Phase::Done {
             return;
         }
-        match ctx.best.take() {
+        match ctx.best.take().map(|best| *best) {
             // A response message from downstream.
             Some((status, Some(resp))) => {
                 if status == 503 {
@@ -1714,7 +1732,7 @@ impl Proxy {
                     ctx.phase = Phase::Done;
                     let server = ctx.server.clone();
                     let call_id = ctx.call_id().to_owned();
-                    let attempts = ctx.attempts;
+                    let attempts = ctx.attempts as usize;
                     self.respond_message(now, &server, status, resp);
                     self.events.push_back(Event::CallFinal {
                         call_id,
@@ -1759,7 +1777,7 @@ impl Proxy {
         self.timers.disarm(ctx.timer_c.take());
         let server = ctx.server.clone();
         let call_id = ctx.call_id().to_owned();
-        let attempts = ctx.attempts;
+        let attempts = ctx.attempts as usize;
         let is_invite = ctx.method == Method::Invite;
         let original = ctx.original.message();
         let Some(original) = original.filter(|_| self.servers.contains_key(&server)) else {
@@ -1804,12 +1822,13 @@ impl Proxy {
         }
         // Released already (a 2xx retransmission): the request is only
         // the Call-ID now. A real request starts with its method.
-        let released = ctx.call_id == (0..ctx.request.as_bytes().len());
+        let released =
+            ctx.call_id.start == 0 && ctx.call_id.end as usize == ctx.request.as_bytes().len();
         if ctx.hide || released {
             return;
         }
         let call_id = Bytes::copy_from_slice(ctx.call_id().as_bytes());
-        ctx.call_id = 0..call_id.len();
+        ctx.call_id = 0..call_id.len() as u32;
         ctx.request = Held::Raw(call_id);
         ctx.original = Held::Raw(Bytes::new());
     }
@@ -2171,7 +2190,7 @@ impl Context {
     fn call_id(&self) -> &str {
         let bytes = self.request.as_bytes();
         bytes
-            .get(self.call_id.clone())
+            .get(self.call_id.start as usize..self.call_id.end as usize)
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or_default()
     }
