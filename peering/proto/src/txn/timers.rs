@@ -106,42 +106,58 @@ impl TimerConfig {
     }
 }
 
-/// What a machine keeps of its timer configuration and transport: the
-/// three base values as whole nanoseconds and the reliability, in 32 bytes
-/// where a [`TimerConfig`] of `Duration`s and a [`Reliability`] take 56. A
-/// machine is held for every call in progress and every finished one for
-/// up to 32 s, so this is paid hundreds of thousands of times over. A value
-/// beyond `u64` nanoseconds (584 years) saturates, far past the longest
-/// timer ([`MAX_TIMER`]), so every deadline stays the same.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Settings {
-    t1: u64,
-    t2: u64,
-    t4: u64,
-    reliability: Reliability,
+/// What a machine keeps of its timer configuration and transport: in 16
+/// bytes where a [`TimerConfig`] of `Duration`s and a [`Reliability`] take
+/// 56. A machine is held for every call in progress and every finished one
+/// for up to 32 s, so this is paid hundreds of thousands of times over.
+/// Configurations in whole milliseconds (every one in practice) are held
+/// as such; any other is boxed, so every value is kept exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Settings {
+    Millis {
+        t1: u32,
+        t2: u32,
+        t4: u32,
+        reliability: Reliability,
+    },
+    Exact(Box<(TimerConfig, Reliability)>),
 }
 
 impl Settings {
     pub(crate) fn new(config: &TimerConfig, reliability: Reliability) -> Self {
-        Self {
-            t1: nanos(config.t1),
-            t2: nanos(config.t2),
-            t4: nanos(config.t4),
-            reliability,
+        let millis = |d: Duration| {
+            u32::try_from(d.as_millis())
+                .ok()
+                .filter(|&ms| Duration::from_millis(u64::from(ms)) == d)
+        };
+        match (millis(config.t1), millis(config.t2), millis(config.t4)) {
+            (Some(t1), Some(t2), Some(t4)) => Self::Millis {
+                t1,
+                t2,
+                t4,
+                reliability,
+            },
+            _ => Self::Exact(Box::new((*config, reliability))),
         }
     }
 
-    /// The configuration, as given (saturated at 584 years).
+    /// The configuration, as given.
     pub(crate) fn config(&self) -> TimerConfig {
-        TimerConfig {
-            t1: Duration::from_nanos(self.t1),
-            t2: Duration::from_nanos(self.t2),
-            t4: Duration::from_nanos(self.t4),
+        match self {
+            Self::Millis { t1, t2, t4, .. } => TimerConfig {
+                t1: Duration::from_millis(u64::from(*t1)),
+                t2: Duration::from_millis(u64::from(*t2)),
+                t4: Duration::from_millis(u64::from(*t4)),
+            },
+            Self::Exact(exact) => exact.0,
         }
     }
 
     pub(crate) fn reliability(&self) -> Reliability {
-        self.reliability
+        match self {
+            Self::Millis { reliability, .. } => *reliability,
+            Self::Exact(exact) => exact.1,
+        }
     }
 }
 
