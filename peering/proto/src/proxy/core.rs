@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -250,19 +251,19 @@ impl ServerEntry {
 /// (`Proxy::next_id`), so "none" takes no room of its own (8 bytes where
 /// an `Option<u64>` takes 16).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct CtxLink(Option<std::num::NonZeroU64>);
+struct CtxLink(Option<NonZeroU64>);
 
 impl CtxLink {
     fn to(ctx_id: Option<u64>) -> Self {
-        Self(ctx_id.and_then(std::num::NonZeroU64::new))
+        Self(ctx_id.and_then(NonZeroU64::new))
     }
 
     fn get(self) -> Option<u64> {
-        self.0.map(std::num::NonZeroU64::get)
+        self.0.map(NonZeroU64::get)
     }
 
     fn take(&mut self) -> Option<u64> {
-        self.0.take().map(std::num::NonZeroU64::get)
+        self.0.take().map(NonZeroU64::get)
     }
 }
 
@@ -377,15 +378,19 @@ struct Plan {
     add_headers: Vec<(HeaderName, String)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum TimerRef {
     Server(ServerKey),
     Client(ClientKey),
     TimerC(u64),
 }
 
-/// A queued deadline: when, and a sequence number that makes it unique.
-type TimerKey = (Instant, u64);
+/// A queued deadline: when, as nanoseconds from the queue's first
+/// deadline, and a sequence number that makes it unique, shifted left two
+/// bits to make room for what the timer is for (`TimerQueue::SERVER` ..).
+/// 16 bytes, and an `Option` of it too (the word is never 0), where an
+/// `Instant` and a `u64` took 24 (32 in an `Option`).
+type TimerKey = (i64, NonZeroU64);
 
 /// The proxy's deadlines, in order, each removable when what it was for
 /// ends or moves. A heap that left cancelled entries in place until they
@@ -393,41 +398,114 @@ type TimerKey = (Instant, u64);
 /// transaction's superseded timers long after the call was gone: memory
 /// that grew with the rate times the longest timer, in steps as the heap
 /// doubled.
+///
+/// Every transaction of a finished call keeps a deadline here for up to
+/// 32 s, so the entries are small: a transaction's timer holds its key's
+/// text (the kind is in the key's low bits), a Timer C entry its context,
+/// in a map of its own, both ordered by the same sequence.
 #[derive(Debug, Default)]
 struct TimerQueue {
-    queue: BTreeMap<TimerKey, TimerRef>,
+    queue: BTreeMap<TimerKey, Arc<str>>,
+    timer_c: BTreeMap<TimerKey, u64>,
+    /// What the deadlines count from: the first one armed.
+    base: Option<Instant>,
     seq: u64,
 }
 
 impl TimerQueue {
+    const SERVER: u64 = 0;
+    const CLIENT: u64 = 1;
+    const TIMER_C: u64 = 2;
+    const KIND: u64 = 3;
+
     fn arm(&mut self, at: Instant, timer: TimerRef) -> TimerKey {
         self.seq += 1;
-        let key = (at, self.seq);
-        self.queue.insert(key, timer);
+        let kind = match &timer {
+            TimerRef::Server(_) => Self::SERVER,
+            TimerRef::Client(_) => Self::CLIENT,
+            TimerRef::TimerC(_) => Self::TIMER_C,
+        };
+        // `seq` starts at 1: the word is never 0.
+        let word = NonZeroU64::new(self.seq << 2 | kind).unwrap_or(NonZeroU64::MIN);
+        let key = (self.tick(at), word);
+        match timer {
+            TimerRef::Server(ServerKey(text)) | TimerRef::Client(ClientKey(text)) => {
+                self.queue.insert(key, text);
+            }
+            TimerRef::TimerC(ctx_id) => {
+                self.timer_c.insert(key, ctx_id);
+            }
+        }
         key
     }
 
     fn disarm(&mut self, key: Option<TimerKey>) {
         if let Some(key) = key {
-            self.queue.remove(&key);
+            if key.1.get() & Self::KIND == Self::TIMER_C {
+                self.timer_c.remove(&key);
+            } else {
+                self.queue.remove(&key);
+            }
+        }
+    }
+
+    /// `at` in nanoseconds from the base (the first deadline armed),
+    /// saturated at 292 years either way.
+    fn tick(&mut self, at: Instant) -> i64 {
+        let base = *self.base.get_or_insert(at);
+        match at.checked_duration_since(base) {
+            Some(ahead) => i64::try_from(ahead.as_nanos()).unwrap_or(i64::MAX),
+            None => i64::try_from(base.duration_since(at).as_nanos()).map_or(i64::MIN, |n| -n),
+        }
+    }
+
+    /// The deadline of a key.
+    fn at(&self, key: TimerKey) -> Option<Instant> {
+        let base = self.base?;
+        let offset = Duration::from_nanos(key.0.unsigned_abs());
+        if key.0 >= 0 {
+            base.checked_add(offset)
+        } else {
+            base.checked_sub(offset)
+        }
+    }
+
+    /// The earliest key of either map.
+    fn first(&self) -> Option<TimerKey> {
+        let txn = self.queue.first_key_value().map(|(k, _)| *k);
+        let c = self.timer_c.first_key_value().map(|(k, _)| *k);
+        match (txn, c) {
+            (Some(txn), Some(c)) => Some(txn.min(c)),
+            (txn, c) => txn.or(c),
         }
     }
 
     fn next(&self) -> Option<Instant> {
-        self.queue.first_key_value().map(|((at, _), _)| *at)
+        self.at(self.first()?)
     }
 
     /// The earliest entry, if due at `now`.
     fn pop_due(&mut self, now: Instant) -> Option<(TimerKey, TimerRef)> {
-        let entry = self.queue.first_entry()?;
-        if entry.key().0 > now {
+        let first = self.first()?;
+        if self.at(first)? > now {
             return None;
         }
-        Some(entry.remove_entry())
+        let kind = first.1.get() & Self::KIND;
+        if kind == Self::TIMER_C {
+            let ctx_id = self.timer_c.remove(&first)?;
+            return Some((first, TimerRef::TimerC(ctx_id)));
+        }
+        let text = self.queue.remove(&first)?;
+        let timer = if kind == Self::CLIENT {
+            TimerRef::Client(ClientKey(text))
+        } else {
+            TimerRef::Server(ServerKey(text))
+        };
+        Some((first, timer))
     }
 
     fn len(&self) -> usize {
-        self.queue.len()
+        self.queue.len() + self.timer_c.len()
     }
 }
 
@@ -1470,7 +1548,7 @@ impl Proxy {
                 b_contact: None,
                 b_routes: Vec::new(),
                 // A dialog is forgotten 12 hours after it started at most.
-                expires: now + std::time::Duration::from_secs(12 * 3600),
+                expires: now + Duration::from_secs(12 * 3600),
             },
         );
     }
@@ -2006,7 +2084,7 @@ impl Proxy {
             ServerTxn::Invite(t) => t.poll_timeout(),
             ServerTxn::NonInvite(t) => t.poll_timeout(),
         };
-        if entry.armed.map(|(armed, _)| armed) != deadline {
+        if entry.armed.and_then(|armed| self.timers.at(armed)) != deadline {
             self.timers.disarm(entry.armed.take());
             entry.armed = deadline.map(|at| self.timers.arm(at, TimerRef::Server(key.clone())));
         }
@@ -2060,7 +2138,7 @@ impl Proxy {
             ClientTxn::Invite(t) => t.poll_timeout(),
             ClientTxn::NonInvite(t) => t.poll_timeout(),
         };
-        if entry.armed.map(|(armed, _)| armed) != deadline {
+        if entry.armed.and_then(|armed| self.timers.at(armed)) != deadline {
             self.timers.disarm(entry.armed.take());
             entry.armed = deadline.map(|at| self.timers.arm(at, TimerRef::Client(key.clone())));
         }
