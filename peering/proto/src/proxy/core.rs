@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +20,8 @@ use super::hiding::{self, HiddenDialog};
 use super::rules::{self, RouteInfo};
 use super::shard::Sharded;
 use super::types::{
-    Event, Flow, LocalInterface, ProxyConfig, Rejection, RouteDecision, RouteId, RouteKind, Target,
-    Transmit, TransmitToken, Transport,
+    ConnId, Event, Flow, LocalInterface, ProxyConfig, Rejection, RouteDecision, RouteId, RouteKind,
+    Target, Transmit, TransmitToken, Transport,
 };
 
 /// The maps' hasher: keys are short and hashed on every message, where
@@ -228,7 +228,7 @@ enum ServerTxn {
 #[derive(Debug)]
 struct ServerEntry {
     txn: ServerTxn,
-    flow: Flow,
+    flow: HeldFlow,
     /// Where responses go (§18.2.2): `flow.remote`, or its address with
     /// this port (see `response_port`).
     response_port: Option<u16>,
@@ -241,8 +241,8 @@ impl ServerEntry {
     /// Where responses go (§18.2.2).
     fn response_to(&self) -> SocketAddr {
         match self.response_port {
-            None => self.flow.remote,
-            Some(port) => SocketAddr::new(self.flow.remote.ip(), port),
+            None => self.flow.remote.get(),
+            Some(port) => SocketAddr::new(self.flow.remote.get().ip(), port),
         }
     }
 }
@@ -273,11 +273,69 @@ enum ClientTxn {
     NonInvite(ClientNonInvite<Wire>),
 }
 
+/// A socket address in 16 bytes where a `SocketAddr` takes 32: an IPv4
+/// one inline, an IPv6 one (rare between carriers) boxed. Transaction
+/// entries hold two or three of them for a call's life and 32 s after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Addr {
+    V4(SocketAddrV4),
+    V6(Box<SocketAddrV6>),
+}
+
+impl Addr {
+    fn get(&self) -> SocketAddr {
+        match self {
+            Self::V4(a) => SocketAddr::V4(*a),
+            Self::V6(a) => SocketAddr::V6(**a),
+        }
+    }
+}
+
+impl From<SocketAddr> for Addr {
+    fn from(addr: SocketAddr) -> Self {
+        match addr {
+            SocketAddr::V4(a) => Self::V4(a),
+            SocketAddr::V6(a) => Self::V6(Box::new(a)),
+        }
+    }
+}
+
+/// A [`Flow`] as the core holds it, with compact addresses.
+#[derive(Debug, Clone)]
+struct HeldFlow {
+    transport: Transport,
+    local: Addr,
+    remote: Addr,
+    conn: Option<ConnId>,
+}
+
+impl HeldFlow {
+    fn flow(&self) -> Flow {
+        Flow {
+            transport: self.transport,
+            local: self.local.get(),
+            remote: self.remote.get(),
+            conn: self.conn,
+        }
+    }
+}
+
+impl From<&Flow> for HeldFlow {
+    fn from(flow: &Flow) -> Self {
+        Self {
+            transport: flow.transport,
+            local: flow.local.into(),
+            remote: flow.remote.into(),
+            conn: flow.conn,
+        }
+    }
+}
+
 /// Where a client transaction sends.
 #[derive(Debug, Clone)]
 struct Dest {
     transport: Transport,
-    remote: SocketAddr,
+    remote: Addr,
     server_name: Option<Box<str>>,
 }
 
@@ -340,7 +398,7 @@ struct Context {
     /// Its method and where its Call-ID is in its bytes, kept for events.
     method: Method,
     call_id: std::ops::Range<u32>,
-    flow: Flow,
+    flow: HeldFlow,
     /// Routed as an initial request (not along a route set).
     initial: bool,
     phase: Phase,
@@ -801,7 +859,7 @@ impl Proxy {
         match decision {
             RouteDecision::Reject(rejection) => {
                 let method = ctx.method.as_str().to_owned();
-                let flow = ctx.flow.clone();
+                let flow = ctx.flow.flow();
                 let headers: Vec<(HeaderName, &str)> = rejection
                     .headers
                     .iter()
@@ -911,7 +969,7 @@ impl Proxy {
             key.clone(),
             Box::new(ServerEntry {
                 txn,
-                flow: flow.clone(),
+                flow: flow.into(),
                 response_port,
                 ctx: CtxLink::default(),
                 armed: None,
@@ -1025,7 +1083,7 @@ impl Proxy {
                 request: Held::Parsed(routed.clone()),
                 method,
                 call_id,
-                flow: flow.clone(),
+                flow: (&flow).into(),
                 initial: kind == RouteKind::Initial,
                 phase: Phase::Routing,
                 plan: None,
@@ -1093,9 +1151,11 @@ impl Proxy {
             .config
             .interfaces
             .iter()
-            .find(|i| i.transport == entry.flow.transport && i.addr == entry.flow.local)
+            .find(|i| i.transport == entry.flow.transport && i.addr == entry.flow.local.get())
             .cloned()
-            .unwrap_or_else(|| self.outbound_interface(entry.flow.transport, entry.flow.remote));
+            .unwrap_or_else(|| {
+                self.outbound_interface(entry.flow.transport, entry.flow.remote.get())
+            });
         let dialog_forming = ctx.initial && (101..300).contains(&status);
         if let Some(contact) = hiding::first_contact(resp) {
             editor.set_header(HeaderName::Contact, &hiding::node_contact(&facing_a));
@@ -1455,7 +1515,7 @@ impl Proxy {
                 .config
                 .interfaces
                 .iter()
-                .find(|i| i.transport == ctx.flow.transport && i.addr == ctx.flow.local);
+                .find(|i| i.transport == ctx.flow.transport && i.addr == ctx.flow.local.get());
             // Two entries when the legs differ in transport or interface
             // (RFC 5658 double record-routing), so that in-dialog requests
             // from either side find the right interface.
@@ -1472,7 +1532,7 @@ impl Proxy {
         let forwarded = editor.finish();
         let dest = Dest {
             transport,
-            remote: target.remote,
+            remote: target.remote.into(),
             server_name: target.server_name.as_deref().map(Box::from),
         };
         if hide && initial && rules::creates_dialog(&method) {
@@ -2042,7 +2102,7 @@ impl Proxy {
             self.transmits.push_back(Transmit {
                 transport: entry.flow.transport,
                 remote: entry.response_to(),
-                local: Some(entry.flow.local),
+                local: Some(entry.flow.local.get()),
                 conn: entry.flow.conn,
                 server_name: None,
                 bytes: resp.into_bytes(),
@@ -2065,7 +2125,7 @@ impl Proxy {
                 Some(_) => {}
             }
         }
-        let flow = entry.flow.clone();
+        let flow = entry.flow.flow();
         for ack in acks.into_iter().filter_map(|a| a.message()) {
             self.handle_stray_ack(now, ack, flow.clone());
         }
@@ -2105,7 +2165,7 @@ impl Proxy {
             let Some(req) = out else { break };
             self.transmits.push_back(Transmit {
                 transport: entry.target.transport,
-                remote: entry.target.remote,
+                remote: entry.target.remote.get(),
                 local: None,
                 conn: None,
                 server_name: entry.target.server_name.as_deref().map(str::to_owned),

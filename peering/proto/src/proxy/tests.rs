@@ -678,6 +678,51 @@ fn an_answered_bye_keeps_no_context_and_its_retransmission_gets_the_200_again() 
 }
 
 #[test]
+fn ipv6_peers_get_their_responses_at_their_exact_address() {
+    use std::net::{Ipv6Addr, SocketAddrV6};
+    let mut h = Harness::new();
+    // A link-local peer asking for rport (RFC 3581): responses go back to
+    // the flow's address as it came, scope included.
+    let peer = SocketAddr::V6(SocketAddrV6::new(
+        "fe80::1".parse::<Ipv6Addr>().expect("ip"),
+        5062,
+        7,
+        3,
+    ));
+    let flow = Flow {
+        transport: Transport::Udp,
+        local: addr(NODE),
+        remote: peer,
+        conn: None,
+    };
+    let bye = "BYE sip:callee@[2001:db8::7]:5070 SIP/2.0\r\nVia: SIP/2.0/UDP [fe80::1]:5062;branch=z9hG4bKv6bye;rport\r\n\
+         Max-Forwards: 70\r\nRoute: <sip:203.0.113.10:5060;lr>\r\n\
+         From: <sip:+15550100@a.example>;tag=fa\r\nTo: <sip:+4721345678@node.example>;tag=tb\r\n\
+         Call-ID: dialog-v6\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+    let msg = Message::parse(Bytes::from(bye)).expect("parses");
+    h.proxy.handle_message(h.now, msg.clone(), flow.clone());
+    h.drain();
+    h.route_to(&[(
+        "sip:callee@[2001:db8::7]:5070",
+        "[2001:db8::7]:5070",
+        Transport::Udp,
+    )]);
+    let at_b = h.take_to("[2001:db8::7]:5070");
+    assert_eq!(at_b.len(), 1, "forwarded to the IPv6 target");
+    h.recv(&reply(&at_b[0], 200, None), "[2001:db8::7]:5070");
+    let up: Vec<&Sent> = h.sent.iter().filter(|s| s.to == peer).collect();
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].msg.status(), Some(200));
+    h.sent.clear();
+    // Its retransmission gets the 200 again (Timer J), at the same address.
+    h.proxy.handle_message(h.now, msg, flow);
+    h.drain();
+    assert_eq!(h.sent.len(), 1);
+    assert_eq!(h.sent[0].to, peer);
+    assert_eq!(h.sent[0].msg.status(), Some(200));
+}
+
+#[test]
 fn a_rejected_invite_keeps_no_context_and_retransmissions_still_work() {
     let mut h = Harness::new();
     let fwd = forwarded_invite(&mut h, "z9hG4bKctx2");
