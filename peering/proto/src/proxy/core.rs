@@ -211,7 +211,9 @@ impl From<Message> for Wire {
 impl TxnMessage for Wire {
     fn ack_for(request: &Self, response: &Self) -> Self {
         match (request.message(), response.message()) {
-            (Some(req), Some(resp)) => Message::ack_for(&req, &resp).into(),
+            // Held for Timer D (32 s) only to be sent again: its bytes,
+            // not its parse results.
+            (Some(req), Some(resp)) => Wire::bytes(Message::ack_for(&req, &resp).to_bytes()),
             // Both were valid SIP when they crossed the node; should one no
             // longer parse, re-sending the response is harmless.
             _ => response.clone(),
