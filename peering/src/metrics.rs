@@ -150,7 +150,7 @@ impl Metrics {
             ),
             (
                 "peering_calls_in_progress",
-                "Proxy contexts in progress",
+                "Requests being routed or forwarded (proxy contexts), each until its final response",
                 self.contexts.load(Ordering::Relaxed),
             ),
             (
