@@ -156,18 +156,14 @@ impl<M: TxnMessage> ClientInvite<M> {
                 // RFC 6026 §7.2: the TU gets the 2xx and sends the ACK itself.
                 self.out.event(Event::Response { status, response });
                 State::Accepted {
-                    timer_m: after(now, self.timers.config().timeout()),
+                    timer_m: after(now, self.timers.timeout()),
                 }
             }
             (State::Calling { request, .. } | State::Proceeding { request }, Class::Failure) => {
                 let ack = M::ack_for(&request, &response);
                 self.out.send(ack.clone());
                 self.out.event(Event::Response { status, response });
-                match self
-                    .timers
-                    .config()
-                    .duration(Timer::D, self.timers.reliability())
-                {
+                match self.timers.duration(Timer::D) {
                     Some(d) if !d.is_zero() => State::Completed {
                         ack,
                         timer_d: after(now, d),

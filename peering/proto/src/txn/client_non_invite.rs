@@ -143,11 +143,7 @@ impl<M: TxnMessage> ClientNonInvite<M> {
             }
             (State::Waiting { .. }, Class::Success | Class::Failure) => {
                 self.out.event(Event::Response { status, response });
-                match self
-                    .timers
-                    .config()
-                    .duration(Timer::K, self.timers.reliability())
-                {
+                match self.timers.duration(Timer::K) {
                     Some(k) if !k.is_zero() => State::Completed {
                         timer_k: after(now, k),
                     },
@@ -178,9 +174,9 @@ impl<M: TxnMessage> ClientNonInvite<M> {
                         Some(e) if now >= e.at => {
                             self.out.send(request.clone());
                             Some(if proceeding {
-                                Retransmit::reset(now, self.timers.config().t2)
+                                Retransmit::reset(now, self.timers.t2())
                             } else {
-                                e.next(now, Some(self.timers.config().t2))
+                                e.next(now, Some(self.timers.t2()))
                             })
                         }
                         other => other,

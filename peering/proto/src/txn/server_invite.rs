@@ -152,7 +152,7 @@ impl<M: TxnMessage> ServerInvite<M> {
             (State::Proceeding { .. }, Class::Success) => {
                 self.out.send(response);
                 State::Accepted {
-                    timer_l: after(now, self.timers.config().timeout()),
+                    timer_l: after(now, self.timers.timeout()),
                 }
             }
             (State::Proceeding { .. }, Class::Failure) => {
@@ -164,7 +164,7 @@ impl<M: TxnMessage> ServerInvite<M> {
                         &self.timers.config(),
                         self.timers.reliability(),
                     ),
-                    timer_h: after(now, self.timers.config().timeout()),
+                    timer_h: after(now, self.timers.timeout()),
                 }
             }
             (State::Accepted { timer_l }, Class::Success) => {
@@ -199,11 +199,7 @@ impl<M: TxnMessage> ServerInvite<M> {
     pub fn handle_ack(&mut self, now: Instant, ack: M) {
         let state = mem::replace(&mut self.state, State::Terminated);
         self.state = match state {
-            State::Completed { .. } => match self
-                .timers
-                .config()
-                .duration(Timer::I, self.timers.reliability())
-            {
+            State::Completed { .. } => match self.timers.duration(Timer::I) {
                 Some(i) if !i.is_zero() => State::Confirmed {
                     timer_i: after(now, i),
                 },
@@ -234,7 +230,7 @@ impl<M: TxnMessage> ServerInvite<M> {
                     let timer_g = match timer_g {
                         Some(g) if now >= g.at => {
                             self.out.send(response.clone());
-                            Some(g.next(now, Some(self.timers.config().t2)))
+                            Some(g.next(now, Some(self.timers.t2())))
                         }
                         other => other,
                     };

@@ -118,11 +118,7 @@ impl<M: TxnMessage> ServerNonInvite<M> {
             }
             (State::Trying | State::Proceeding { .. }, Class::Success | Class::Failure) => {
                 self.out.send(response.clone());
-                match self
-                    .timers
-                    .config()
-                    .duration(Timer::J, self.timers.reliability())
-                {
+                match self.timers.duration(Timer::J) {
                     Some(j) if !j.is_zero() => State::Completed {
                         response,
                         timer_j: after(now, j),

@@ -159,6 +159,21 @@ impl Settings {
             Self::Exact(exact) => exact.1,
         }
     }
+
+    /// [`TimerConfig::duration`] of `timer` on this transport.
+    pub(crate) fn duration(&self, timer: Timer) -> Option<Duration> {
+        self.config().duration(timer, self.reliability())
+    }
+
+    /// [`TimerConfig::timeout`]: 64*T1.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.config().timeout()
+    }
+
+    /// T2.
+    pub(crate) fn t2(&self) -> Duration {
+        self.config().t2
+    }
 }
 
 /// RFC 3261 §17.1.1.2: Timer D is "at least 32 seconds for unreliable
