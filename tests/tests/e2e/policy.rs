@@ -88,6 +88,23 @@ listen = "127.0.0.1:0"
     )
 }
 
+/// A node with `[policy]` (flood threshold `flood_threshold`) on a fresh
+/// SQLite registry holding `federation`: the node, the store (to change
+/// or read the registry), and the folders to keep while it runs.
+async fn policy_node(
+    federation: &str,
+    flood_threshold: u32,
+) -> (NodeHandle, Arc<dyn Store>, [tempfile::TempDir; 2]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite:{}", dir.path().join("registry.db").display());
+    let store = peering_store::open(&url).await.expect("store");
+    store.migrate().await.expect("migrate");
+    apply(store.as_ref(), federation).await;
+    let (config, data) = node_config(&policy_config(&url, flood_threshold));
+    let node = peering::node::start(config).await.expect("node starts");
+    (node, store, [dir, data])
+}
+
 async fn call(node: &NodeHandle, from: Ipv4Addr, caller: &str, number: &str) -> Option<u16> {
     let node_udp = node.addr(Transport::Udp).expect("udp");
     let mut call =
@@ -123,13 +140,7 @@ async fn options(ua: &UdpUa, node: SocketAddr, user_agent: &str, n: u32) -> Opti
 async fn agreements_lists_scanners_floods_and_live_changes() {
     let b = Callee::start(0, Answer::RingThenAnswer).await;
     let c = Callee::start(0, Answer::RingThenAnswer).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite:{}", dir.path().join("registry.db").display());
-    let store = peering_store::open(&url).await.expect("store");
-    store.migrate().await.expect("migrate");
-    apply(store.as_ref(), &federation(b.addr, c.addr, 50, false)).await;
-    let (config, _data) = node_config(&policy_config(&url, 50));
-    let node = peering::node::start(config).await.expect("node starts");
+    let (node, store, _dirs) = policy_node(&federation(b.addr, c.addr, 50, false), 50).await;
     let node_udp = node.addr(Transport::Udp).expect("udp");
 
     // A -> B is agreed; A -> C is not; nobody else may send.
@@ -227,13 +238,7 @@ async fn agreements_lists_scanners_floods_and_live_changes() {
 async fn a_graceful_stop_writes_the_waiting_call_records() {
     let b = Callee::start(0, Answer::RingThenAnswer).await;
     let c = Callee::start(0, Answer::RingThenAnswer).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite:{}", dir.path().join("registry.db").display());
-    let store = peering_store::open(&url).await.expect("store");
-    store.migrate().await.expect("migrate");
-    apply(store.as_ref(), &federation(b.addr, c.addr, 50, false)).await;
-    let (config, _data) = node_config(&policy_config(&url, 1000));
-    let node = peering::node::start(config).await.expect("node starts");
+    let (node, store, _dirs) = policy_node(&federation(b.addr, c.addr, 50, false), 1000).await;
     let node_udp = node.addr(Transport::Udp).expect("udp");
 
     let mut answered =
@@ -419,17 +424,11 @@ async fn cps_limit_holds_across_two_nodes_and_survives_a_postgres_outage() {
 async fn topology_hiding_and_header_stripping_per_agreement() {
     let b = Callee::start(0, Answer::RingThenAnswer).await;
     let c = Callee::start(0, Answer::RingThenAnswer).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite:{}", dir.path().join("registry.db").display());
-    let store = peering_store::open(&url).await.expect("store");
-    store.migrate().await.expect("migrate");
     let text = federation(b.addr, c.addr, 50, false).replace(
         "[[agreement]]\nfrom = \"a\"\nto = \"b\"\n",
         "[[agreement]]\nfrom = \"a\"\nto = \"b\"\ntopology_hiding = true\nstrip_headers = [\"X-Internal-Billing\"]\n",
     );
-    apply(store.as_ref(), &text).await;
-    let (config, _data) = node_config(&policy_config(&url, 1000));
-    let node = peering::node::start(config).await.expect("node starts");
+    let (node, _store, _dirs) = policy_node(&text, 1000).await;
     let node_udp = node.addr(Transport::Udp).expect("udp");
 
     let mut call =
