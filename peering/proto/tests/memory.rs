@@ -188,26 +188,40 @@ fn whole_call(p: &mut Proxy, now: Instant, n: u64, target: &Target) {
     while p.poll_event().is_some() {}
 }
 
-#[test]
-fn heap_per_completed_call() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// `CALLS` calls made by `call` on a proxy that made one first (so that
+/// the measured region holds only what the calls themselves keep, not the
+/// tables' first allocations): the proxy, its clock, and what they left.
+fn lingering(call: fn(&mut Proxy, Instant, u64, &Target)) -> (Proxy, Instant, Held) {
     #[expect(clippy::disallowed_methods, reason = "the test owns the clock")]
     let now = Instant::now();
     let target = target();
     let mut p = proxy();
-    // One call first, so that the measured region holds only what the
-    // calls themselves keep (not the tables' first allocations).
-    whole_call(&mut p, now, 0, &target);
+    call(&mut p, now, 0, &target);
     let region = Region::new(GLOBAL);
     for n in 1..=CALLS {
-        whole_call(&mut p, now, n, &target);
+        call(&mut p, now, n, &target);
     }
+    let held = Held::of(&region.change());
+    (p, now, held)
+}
+
+/// Runs every timer (the longest lingering is 32 s) and drops the outputs.
+fn expire(p: &mut Proxy, now: Instant) {
+    p.handle_timeout(now + std::time::Duration::from_secs(200));
+    while p.poll_transmit().is_some() {}
+    while p.poll_event().is_some() {}
+}
+
+#[test]
+fn heap_per_completed_call() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut p, now, held) = lingering(whole_call);
     let Held {
         live_bytes,
         live_blocks,
         per_call,
         blocks_per_call,
-    } = Held::of(&region.change());
+    } = held;
     let transactions = p.transaction_count();
     let contexts = p.context_count();
     // A context goes with its final response: only the transactions
@@ -219,9 +233,7 @@ fn heap_per_completed_call() {
          {blocks_per_call:.1} blocks"
     );
     // Every transaction and context goes once the timers have run.
-    p.handle_timeout(now + std::time::Duration::from_secs(200));
-    while p.poll_transmit().is_some() {}
-    while p.poll_event().is_some() {}
+    expire(&mut p, now);
     assert_eq!(
         p.transaction_count(),
         0,
@@ -255,22 +267,13 @@ fn rejected_call(p: &mut Proxy, now: Instant, n: u64, target: &Target) {
 #[test]
 fn heap_per_rejected_call() {
     let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    #[expect(clippy::disallowed_methods, reason = "the test owns the clock")]
-    let now = Instant::now();
-    let target = target();
-    let mut p = proxy();
-    // One call first, as for completed calls.
-    rejected_call(&mut p, now, 0, &target);
-    let region = Region::new(GLOBAL);
-    for n in 1..=CALLS {
-        rejected_call(&mut p, now, n, &target);
-    }
+    let (mut p, now, held) = lingering(rejected_call);
     let Held {
         live_bytes,
         live_blocks,
         per_call,
         blocks_per_call,
-    } = Held::of(&region.change());
+    } = held;
     let transactions = p.transaction_count();
     assert_eq!(
         p.context_count(),
@@ -281,9 +284,7 @@ fn heap_per_rejected_call() {
         "rejected calls lingering: {CALLS} ({transactions} transactions); heap live: {live_bytes} \
          bytes in {live_blocks} blocks; per call: {per_call:.0} bytes in {blocks_per_call:.1} blocks"
     );
-    p.handle_timeout(now + std::time::Duration::from_secs(200));
-    while p.poll_transmit().is_some() {}
-    while p.poll_event().is_some() {}
+    expire(&mut p, now);
     assert_eq!(
         p.transaction_count(),
         0,
