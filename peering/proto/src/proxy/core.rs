@@ -1749,9 +1749,10 @@ impl Proxy {
         }
         let timed_out = self.clients.get(key).is_some_and(|e| e.timed_out);
         // Step 3: remove our Via. A branch that Timer C ended answers with
-        // a local 408, not with the 487 its CANCEL provoked.
+        // a local 408, not with the 487 its CANCEL provoked; but a 2xx that
+        // crossed the CANCEL is the callee's answer and goes up (step 5).
         let hide = self.contexts.get(&ctx_id).is_some_and(|c| c.hide);
-        let upstream = if timed_out && status >= 200 {
+        let upstream = if timed_out && status >= 300 {
             None
         } else if hide {
             self.hide_response(ctx_id, &resp)
@@ -1790,9 +1791,7 @@ impl Proxy {
                 if !hide {
                     let server = self.contexts.get(&ctx_id).map(|c| c.server.clone());
                     self.detach_client(key);
-                    if let Some(entry) = self.clients.get_mut(key)
-                        && !timed_out
-                    {
+                    if let Some(entry) = self.clients.get_mut(key) {
                         entry.upstream = server;
                     }
                 }

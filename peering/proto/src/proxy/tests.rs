@@ -1059,6 +1059,52 @@ fn timer_c_cancels_a_branch_that_rings_forever() {
 }
 
 #[test]
+fn a_2xx_racing_timer_c_cancel_still_reaches_the_caller() {
+    // §16.8 cancels a branch that rang for Timer C; the callee may answer
+    // before the CANCEL arrives. §16.7 step 5: every 2xx is forwarded, so
+    // the caller gets the call the callee accepted (and can ACK or BYE it),
+    // not a 408 for a call that is up on the far side.
+    let mut cfg = config();
+    cfg.timer_c = Duration::from_secs(181);
+    let mut h = Harness::with(cfg);
+    let fwd = forwarded_invite(&mut h, "z9hG4bKrace1");
+    h.recv(&reply(&fwd, 180, Some("tb")), B);
+    assert_eq!(h.statuses_to(A), vec![180]);
+    h.advance(Duration::from_secs(181));
+    let at_b = h.take_to(B);
+    assert!(
+        at_b.iter().any(|m| m.method() == Some(&Method::Cancel)),
+        "Timer C sent CANCEL"
+    );
+    h.recv(&reply(&fwd, 200, Some("tb")), B);
+    let up = h.take_to(A);
+    assert_eq!(
+        up.iter().filter_map(Message::status).collect::<Vec<_>>(),
+        vec![200],
+        "the 2xx is relayed, and no 408 is generated"
+    );
+    let vias = up[0].vias().expect("vias");
+    assert_eq!(vias.len(), 1, "our Via removed");
+    let finals: Vec<u16> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallFinal { status, .. } => Some(*status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finals, vec![200], "the call is recorded as answered");
+    // The callee's 2xx retransmission reaches the caller too.
+    h.recv(&reply(&fwd, 200, Some("tb")), B);
+    assert_eq!(h.statuses_to(A), vec![200]);
+    // Nothing lingers once the transactions have run out.
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.proxy.context_count(), 0);
+    assert_eq!(h.proxy.transaction_count(), 0);
+    assert_eq!(h.proxy.timer_count(), 0);
+}
+
+#[test]
 fn draining_refuses_new_requests_with_retry_after() {
     let mut h = Harness::new();
     h.proxy.start_draining();
