@@ -73,7 +73,8 @@ pub(super) struct Sharded<K, V> {
     choose: State,
     /// Entries in all shards, kept as they come and go: the node reads the
     /// table sizes for its gauges at every turn of its loop, and summing
-    /// [`SHARDS`] lengths there cost more than the lookups of a message.
+    /// [`SHARDS`] lengths per table there took 3 % of its instructions at
+    /// a light load, where a turn handles one message (callgrind, 50 cps).
     len: usize,
 }
 
