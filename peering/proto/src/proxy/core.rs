@@ -1744,10 +1744,10 @@ impl Proxy {
         if (101..200).contains(&status) {
             entry.got_provisional = true;
         }
+        let timed_out = entry.timed_out;
         if (100..200).contains(&status) && entry.cancel_pending {
             self.cancel_branch(now, key);
         }
-        let timed_out = self.clients.get(key).is_some_and(|e| e.timed_out);
         // Step 3: remove our Via. A branch that Timer C ended answers with
         // a local 408, not with the 487 its CANCEL provoked; but a 2xx that
         // crossed the CANCEL is the callee's answer and goes up (step 5).

@@ -159,6 +159,13 @@ impl Harness {
         mine.into_iter().map(|s| s.msg).collect()
     }
 
+    /// Whether a CANCEL was among what went to `to` (all of which is taken).
+    fn cancel_sent_to(&mut self, to: &str) -> bool {
+        self.take_to(to)
+            .iter()
+            .any(|m| m.method() == Some(&Method::Cancel))
+    }
+
     fn statuses_to(&mut self, to: &str) -> Vec<u16> {
         self.take_to(to)
             .iter()
@@ -1034,22 +1041,25 @@ fn router_rejection_reaches_the_caller_with_its_headers() {
     );
 }
 
-#[test]
-fn timer_c_cancels_a_branch_that_rings_forever() {
+/// A call whose branch rings (its 180 relayed, still queued for A) under a
+/// Timer C of 181 s.
+fn ringing_under_timer_c(branch: &str) -> (Harness, Message) {
     let mut cfg = config();
     cfg.timer_c = Duration::from_secs(181);
     let mut h = Harness::with(cfg);
-    let fwd = forwarded_invite(&mut h, "z9hG4bKab21");
+    let fwd = forwarded_invite(&mut h, branch);
     h.recv(&reply(&fwd, 180, Some("tb")), B);
+    (h, fwd)
+}
+
+#[test]
+fn timer_c_cancels_a_branch_that_rings_forever() {
+    let (mut h, fwd) = ringing_under_timer_c("z9hG4bKab21");
     h.statuses_to(A);
     h.advance(Duration::from_secs(180));
     assert!(h.take_to(B).is_empty());
     h.advance(Duration::from_secs(1));
-    let at_b = h.take_to(B);
-    assert!(
-        at_b.iter().any(|m| m.method() == Some(&Method::Cancel)),
-        "Timer C sent CANCEL"
-    );
+    assert!(h.cancel_sent_to(B), "Timer C sent CANCEL");
     h.recv(&reply(&fwd, 487, Some("tb")), B);
     assert_eq!(
         h.statuses_to(A),
@@ -1064,18 +1074,10 @@ fn a_2xx_racing_timer_c_cancel_still_reaches_the_caller() {
     // before the CANCEL arrives. §16.7 step 5: every 2xx is forwarded, so
     // the caller gets the call the callee accepted (and can ACK or BYE it),
     // not a 408 for a call that is up on the far side.
-    let mut cfg = config();
-    cfg.timer_c = Duration::from_secs(181);
-    let mut h = Harness::with(cfg);
-    let fwd = forwarded_invite(&mut h, "z9hG4bKrace1");
-    h.recv(&reply(&fwd, 180, Some("tb")), B);
+    let (mut h, fwd) = ringing_under_timer_c("z9hG4bKrace1");
     assert_eq!(h.statuses_to(A), vec![180]);
     h.advance(Duration::from_secs(181));
-    let at_b = h.take_to(B);
-    assert!(
-        at_b.iter().any(|m| m.method() == Some(&Method::Cancel)),
-        "Timer C sent CANCEL"
-    );
+    assert!(h.cancel_sent_to(B), "Timer C sent CANCEL");
     h.recv(&reply(&fwd, 200, Some("tb")), B);
     let up = h.take_to(A);
     assert_eq!(
