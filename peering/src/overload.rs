@@ -11,9 +11,9 @@
 //! that lost datagrams in two intervals running (a short pause of the node
 //! can overflow the buffer once; the senders' retransmissions recover
 //! those datagrams, while refusing calls would lose them for good). While
-//! the queue stands, [`ShedSignal`] tells the
-//! core to refuse new calls with 503, which costs the node far less than
-//! relaying them, so the queue drains instead of every call timing out.
+//! the queue stands, [`ShedSignal`] tells the core to refuse new calls
+//! with 503, which costs the node far less than relaying them, so the
+//! queue drains instead of every call timing out.
 //!
 //! [`QueueMonitor`] is sans-IO (times and counters in, verdicts out); the
 //! socket options and clocks are in `transport.rs`.

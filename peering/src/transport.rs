@@ -306,6 +306,14 @@ impl Transports {
                         received = window.received,
                         "UDP receive queue standing: the node is not keeping up"
                     );
+                } else if !window.standing && window.dropped > 0 {
+                    // One lossy interval is a pause, not overload (see
+                    // `overload::LOSS_RATIO`): said, not acted on.
+                    info!(
+                        dropped = window.dropped,
+                        received = window.received,
+                        "UDP receive buffer overflowed for a moment; the senders retransmit"
+                    );
                 }
             }
         }
