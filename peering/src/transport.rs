@@ -307,7 +307,8 @@ impl Transports {
                         "UDP receive queue standing: the node is not keeping up"
                     );
                 } else if !window.standing && window.dropped > 0 {
-                    // One lossy interval is a pause, not overload (see
+                    // Losses that are not overload (a few in a burst, or
+                    // one lossy interval after a pause: see
                     // `overload::LOSS_RATIO`): said, not acted on.
                     info!(
                         dropped = window.dropped,
