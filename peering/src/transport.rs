@@ -801,6 +801,7 @@ impl Transports {
                     // The connection just closed: open a new one below.
                     return self.connect_and_send(Transmit {
                         bytes: outgoing.bytes,
+                        token: outgoing.token,
                         ..transmit
                     });
                 }

@@ -362,8 +362,6 @@ struct ClientEntry {
     /// peer has answered (the connection was up).
     size_switched: bool,
     armed: Option<TimerKey>,
-    /// The id of its transmissions' token.
-    id: u64,
 }
 
 /// The transport `Proxy::send_to_target` uses.
@@ -577,13 +575,11 @@ pub struct Proxy {
     counter: u64,
     // Entries are boxed: a map keeps up to half its slots free, and a slot
     // of a pointer costs less than an empty slot of an entry.
-    // The four tables that hold an entry per transaction or call are
+    // The three tables that hold an entry per transaction or call are
     // sharded, each on its own lane: no insert rehashes them whole, and
     // their shards grow one at a time (see `shard`).
     servers: Sharded<ServerKey, Box<ServerEntry>>,
     clients: Sharded<ClientKey, Box<ClientEntry>>,
-    /// Client transactions by the id in their transmissions' token.
-    client_ids: Sharded<u64, ClientKey>,
     contexts: Sharded<u64, Box<Context>>,
     pending_routes: Map<u64, u64>,
     /// ACKs waiting for a route: the ACK, its flow, whether its dialog is
@@ -613,8 +609,7 @@ impl Proxy {
             counter: 0,
             servers: Sharded::new(0),
             clients: Sharded::new(1),
-            client_ids: Sharded::new(2),
-            contexts: Sharded::new(3),
+            contexts: Sharded::new(2),
             pending_routes: Map::default(),
             stateless_routes: Map::default(),
             timers: TimerQueue::default(),
@@ -817,9 +812,7 @@ impl Proxy {
 
     /// The edge could not deliver the transmission tagged `token`.
     pub fn handle_transport_error(&mut self, now: Instant, token: TransmitToken) {
-        let Some(key) = self.client_ids.get(&token.0).cloned() else {
-            return;
-        };
+        let key = ClientKey(token.0);
         if let Some(entry) = self.clients.get_mut(&key) {
             let state = match &entry.txn {
                 ClientTxn::Invite(t) => t.state(),
@@ -1628,11 +1621,9 @@ impl Proxy {
         target: Dest,
         size_switched: bool,
     ) {
-        let id = self.next_id();
         if let Some(ctx) = ctx.and_then(|c| self.contexts.get_mut(&c)) {
             ctx.branches += 1;
         }
-        self.client_ids.insert(id, key.clone());
         self.clients.insert(
             key,
             Box::new(ClientEntry {
@@ -1645,7 +1636,6 @@ impl Proxy {
                 timed_out: false,
                 size_switched,
                 armed: None,
-                id,
             }),
         );
     }
@@ -2157,7 +2147,6 @@ impl Proxy {
         let Some(entry) = self.clients.get_mut(key) else {
             return;
         };
-        let id = entry.id;
         loop {
             let out = match &mut entry.txn {
                 ClientTxn::Invite(t) => t.poll_transmit(),
@@ -2171,7 +2160,7 @@ impl Proxy {
                 conn: None,
                 server_name: entry.target.server_name.as_deref().map(str::to_owned),
                 bytes: req.into_bytes(),
-                token: Some(TransmitToken(id)),
+                token: Some(TransmitToken(key.0.clone())),
             });
         }
         // A machine queues at most a couple of events per input: they are
@@ -2269,7 +2258,6 @@ impl Proxy {
     fn remove_client(&mut self, key: &ClientKey) {
         if let Some(entry) = self.clients.remove(key) {
             self.timers.disarm(entry.armed);
-            self.client_ids.remove(&entry.id);
             if let Some(ctx) = entry.ctx.get().and_then(|c| self.contexts.get_mut(&c)) {
                 ctx.branches = ctx.branches.saturating_sub(1);
             }

@@ -373,7 +373,7 @@ fn transport_error_fails_over_at_once() {
         .sent
         .iter()
         .find(|s| s.to == addr(B))
-        .and_then(|s| s.token)
+        .and_then(|s| s.token.clone())
         .expect("the forward carries a token");
     assert_eq!(
         h.sent.iter().find(|s| s.to == addr(B)).map(|s| s.transport),

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -87,14 +88,20 @@ pub struct Flow {
 /// a transport failure for it with [`Proxy::handle_transport_error`].
 ///
 /// [`Proxy::handle_transport_error`]: super::Proxy::handle_transport_error
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct TransmitToken(pub(crate) u64);
+///
+/// It holds the key of the client transaction that sent it (its branch), so
+/// the core finds the transaction with the one lookup it needs anyway; a
+/// branch is never reused, so a late report cannot reach another
+/// transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TransmitToken(pub(crate) Arc<str>);
 
 impl TransmitToken {
-    /// A token with this value, for an edge's tests: the core ignores a
-    /// report for a token it did not issue.
+    /// A token made from a number, for an edge's tests: the core ignores a
+    /// report for a token it did not issue (no branch it makes is a bare
+    /// number).
     pub fn from_raw(raw: u64) -> Self {
-        Self(raw)
+        Self(Arc::from(raw.to_string()))
     }
 }
 
