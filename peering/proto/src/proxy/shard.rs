@@ -41,14 +41,21 @@
 //! 300 s soak at 7,200 cps, all else flat).
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash};
+
+use hashbrown::HashTable;
 
 /// How many tables a map is split into (a power of two).
 const SHARDS: usize = 256;
 
-/// How many maps with distinct thresholds (the proxy has four tables).
-const LANES: usize = 4;
+/// Where the shard's number sits in a key's hash: above the bits a shard's
+/// table takes its slot from (the low bits, fewer than 40 for any table
+/// that fits in memory) and below the 7 it keeps in its control bytes (the
+/// top ones), so that the keys of one shard still spread over its table.
+const SHARD_SHIFT: u32 = 40;
+
+/// How many maps with distinct thresholds (the proxy has three tables).
+const LANES: usize = 3;
 
 /// The least capacity a shard is rebuilt with (its first table's).
 const MIN_CAPACITY: usize = 16;
@@ -56,21 +63,20 @@ const MIN_CAPACITY: usize = 16;
 /// The denominator of a shard's threshold (see `Sharded::level`).
 const LEVEL_SCALE: usize = 4096;
 
-/// The hasher of the shards and of the choice between them (independent
-/// random seeds: a shard's keys share the top bits of the choosing hash,
-/// not of their own).
+/// The hasher of the keys, seeded at random per map. A key is hashed once
+/// per operation: the hash picks the shard and the slot in its table.
 type State = foldhash::fast::RandomState;
 
 /// A hash map in [`SHARDS`] tables, with the few operations the proxy uses.
 #[derive(Debug)]
 pub(super) struct Sharded<K, V> {
-    shards: Box<[HashMap<K, V, State>]>,
+    shards: Box<[HashTable<(K, V)>]>,
     /// Each shard's capacity when it was last rebuilt, when it had no
     /// tombstones (`capacity()` counts neither tombstones nor their slots).
     full: Box<[usize]>,
     /// Which thresholds the shards have (see [`Sharded::level`]).
     lane: usize,
-    choose: State,
+    state: State,
     /// Entries in all shards, kept as they come and go: the node reads the
     /// table sizes for its gauges at every turn of its loop, and summing
     /// [`SHARDS`] lengths per table there took 3 % of its instructions at
@@ -79,22 +85,27 @@ pub(super) struct Sharded<K, V> {
 }
 
 impl<K, V> Sharded<K, V> {
-    /// An empty map whose shards' thresholds belong to `lane` (taken modulo
+    /// An empty map whose shards use the thresholds of `lane` (modulo
     /// [`LANES`]): maps on different lanes never share a threshold.
     pub(super) fn new(lane: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| HashMap::default()).collect(),
+            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
             full: vec![0; SHARDS].into_boxed_slice(),
             lane: lane % LANES,
-            choose: State::default(),
+            state: State::default(),
             len: 0,
         }
     }
 }
 
+/// The shard of a key's hash.
+fn shard_of(hash: u64) -> usize {
+    (hash >> SHARD_SHIFT) as usize & (SHARDS - 1)
+}
+
 impl<K: Hash + Eq, V> Sharded<K, V> {
     /// This shard and lane's step, from 0 to `LEVEL_SCALE / 4 - 1`: the
-    /// lanes interleaved, so no two shards of the four tables share one.
+    /// lanes interleaved, so no two shards of the three tables share one.
     fn step(&self, shard: usize) -> usize {
         (shard * LANES + self.lane) * (LEVEL_SCALE / 4) / (SHARDS * LANES)
     }
@@ -113,9 +124,14 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
         LEVEL_SCALE * 45 / 100 + self.step(shard) * 4 / 5
     }
 
-    /// The shard a key lives in: the top bits of its choosing hash.
+    fn hash<Q: Hash + ?Sized>(&self, key: &Q) -> u64 {
+        self.state.hash_one(key)
+    }
+
+    /// The shard a key lives in.
+    #[cfg(test)]
     fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
-        (self.choose.hash_one(key) >> (u64::BITS - SHARDS.trailing_zeros())) as usize
+        shard_of(self.hash(key))
     }
 
     pub(super) fn get<Q>(&self, key: &Q) -> Option<&V>
@@ -123,7 +139,7 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.shards[self.shard(key)].get(key)
+        self.get_key_value(key).map(|(_, v)| v)
     }
 
     pub(super) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
@@ -131,8 +147,10 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let shard = self.shard(key);
-        self.shards[shard].get_mut(key)
+        let hash = self.hash(key);
+        self.shards[shard_of(hash)]
+            .find_mut(hash, |(k, _)| k.borrow() == key)
+            .map(|(_, v)| v)
     }
 
     pub(super) fn get_key_value<Q>(&self, key: &Q) -> Option<(&K, &V)>
@@ -140,7 +158,10 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.shards[self.shard(key)].get_key_value(key)
+        let hash = self.hash(key);
+        self.shards[shard_of(hash)]
+            .find(hash, |(k, _)| k.borrow() == key)
+            .map(|(k, v)| (k, v))
     }
 
     pub(super) fn contains_key<Q>(&self, key: &Q) -> bool
@@ -148,17 +169,20 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.shards[self.shard(key)].contains_key(key)
+        self.get_key_value(key).is_some()
     }
 
     pub(super) fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let shard = self.shard(&key);
-        self.make_room(shard);
-        let replaced = self.shards[shard].insert(key, value);
-        if replaced.is_none() {
-            self.len += 1;
+        let hash = self.hash(&key);
+        let shard = shard_of(hash);
+        if let Some((_, v)) = self.shards[shard].find_mut(hash, |(k, _)| *k == key) {
+            return Some(std::mem::replace(v, value));
         }
-        replaced
+        self.make_room(shard);
+        let state = &self.state;
+        self.shards[shard].insert_unique(hash, (key, value), |(k, _)| state.hash_one(k));
+        self.len += 1;
+        None
     }
 
     /// Before an insert into `shard`: grows it if its live entries are
@@ -196,10 +220,13 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
 
     /// Moves a shard's entries into a new table with room for `wanted`.
     fn rebuild(&mut self, shard: usize, wanted: usize) {
+        let state = &self.state;
+        let hasher = |(k, _): &(K, V)| state.hash_one(k);
         let table = &mut self.shards[shard];
-        let hasher = table.hasher().clone();
-        let old = std::mem::replace(table, HashMap::with_capacity_and_hasher(wanted, hasher));
-        table.extend(old);
+        let old = std::mem::replace(table, HashTable::with_capacity(wanted));
+        for entry in old {
+            table.insert_unique(hasher(&entry), entry, hasher);
+        }
         self.full[shard] = table.capacity();
     }
 
@@ -208,13 +235,13 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let shard = self.shard(key);
-        let removed = self.shards[shard].remove(key);
-        if removed.is_some() {
-            self.len -= 1;
-            self.shrink(shard);
-        }
-        removed
+        let hash = self.hash(key);
+        let shard = shard_of(hash);
+        let found = self.shards[shard].find_entry(hash, |(k, _)| k.borrow() == key);
+        let ((_, removed), _) = found.ok()?.remove();
+        self.len -= 1;
+        self.shrink(shard);
+        Some(removed)
     }
 
     /// Entries in all shards.
@@ -223,12 +250,14 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
     }
 
     pub(super) fn values(&self) -> impl Iterator<Item = &V> {
-        self.shards.iter().flat_map(HashMap::values)
+        self.shards.iter().flat_map(|t| t.iter().map(|(_, v)| v))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]
@@ -251,7 +280,7 @@ mod tests {
         assert_eq!(map.len(), reference.len());
         assert_eq!(
             map.len(),
-            map.shards.iter().map(HashMap::len).sum::<usize>()
+            map.shards.iter().map(HashTable::len).sum::<usize>()
         );
         for i in 0..5000u32 {
             let key = format!("z9hG4bK{i:x}");
@@ -284,7 +313,7 @@ mod tests {
             assert!(
                 (700..1300).contains(&shard.len()),
                 "shard sizes {:?}",
-                map.shards.iter().map(HashMap::len).collect::<Vec<_>>()
+                map.shards.iter().map(HashTable::len).collect::<Vec<_>>()
             );
         }
     }
@@ -294,12 +323,14 @@ mod tests {
         // Churn as on a node: each key lives for 20,000 inserts.
         let mut map: Sharded<u64, u64> = Sharded::new(1);
         for i in 0..200_000u64 {
-            let shard = map.shard(&i);
+            let hash = map.hash(&i);
+            let shard = shard_of(hash);
             map.make_room(shard);
+            let state = &map.state;
             let table = &mut map.shards[shard];
             let (capacity, len) = (table.capacity(), table.len());
             assert!(capacity > len, "shard {shard} has no room left");
-            table.insert(i, i);
+            table.insert_unique(hash, (i, i), |(k, _)| state.hash_one(k));
             map.len += 1;
             // Taking a free slot keeps the capacity, reusing a tombstone
             // raises it by one; a rehash would have changed it more.
@@ -319,7 +350,7 @@ mod tests {
         // table sized for the ones it had before (a shard shrinks only
         // when its entries fall under an eighth of its slots).
         assert_eq!(map.len(), 20_000);
-        let capacity: usize = map.shards.iter().map(HashMap::capacity).sum();
+        let capacity: usize = map.shards.iter().map(HashTable::capacity).sum();
         assert!(
             capacity <= 4 * map.len() + SHARDS * MIN_CAPACITY,
             "capacity {capacity} for {} entries",
@@ -395,7 +426,7 @@ mod tests {
 
     #[test]
     fn shards_grow_one_at_a_time() {
-        // Four tables filled together, as the proxy's are: how many entries
+        // Three tables filled together, as the proxy's are: how many entries
         // their rebuilds move within any 1,000 consecutive inserts (into
         // each table), against how many the tables hold then.
         const WINDOW: usize = 1000;
