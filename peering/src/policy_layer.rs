@@ -5,7 +5,8 @@
 //! scoring.
 //!
 //! ```text
-//! datagram/connection ─► admit_packet (flood ban, pike-style)      drop
+//! datagram/connection ─► admit_packet (flood ban, pike-style;      drop
+//!                        responses not counted)
 //! parsed request      ─► check_request (scanner User-Agent)        403 + ban
 //! initial request     ─► PolicyScreen: evaluate ─► limits ─► SPIT  403/404/503/607...
 //! BYE, final non-2xx  ─► release the call's concurrency slot
@@ -30,6 +31,7 @@ use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 use crate::router::{BoxFuture, CallInfo, IdentityVerdict, RouteRequest, Screen, called_number};
+use crate::transport::Traffic;
 
 /// How long a concurrency slot is kept when no BYE is seen (a call that
 /// ended without its BYE crossing this node, e.g. after a failover).
@@ -155,9 +157,15 @@ impl PolicyLayer {
     }
 
     /// Cheap check before parsing: is this address banned for flooding?
-    pub fn admit_packet(&self, addr: IpAddr) -> bool {
-        let verdict = lock(&self.flood).check(addr, now());
-        if verdict.is_banned() {
+    /// A request (or a new connection) counts against the address's flood
+    /// threshold; a response only has to come from an address that is not
+    /// banned.
+    pub fn admit_packet(&self, addr: IpAddr, traffic: Traffic) -> bool {
+        let banned = match traffic {
+            Traffic::Request => lock(&self.flood).check(addr, now()).is_banned(),
+            Traffic::Response => lock(&self.flood).is_banned(addr, now()),
+        };
+        if banned {
             self.metrics
                 .incr_labelled("flood_dropped", addr.to_string());
             false
@@ -411,8 +419,8 @@ async fn exchange_usage(layer: std::sync::Weak<PolicyLayer>) {
 }
 
 impl crate::transport::PacketFilter for PolicyLayer {
-    fn admit(&self, ip: IpAddr) -> bool {
-        self.admit_packet(ip)
+    fn admit(&self, ip: IpAddr, traffic: Traffic) -> bool {
+        self.admit_packet(ip, traffic)
     }
 }
 

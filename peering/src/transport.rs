@@ -59,11 +59,38 @@ pub struct TransportSettings {
     pub handshake_timeout: Duration,
 }
 
-/// A check run on every packet and connection before any parsing (flood
+/// What a packet filter is asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// A datagram that is not a response (a request, or what may be one),
+    /// or a new connection: counted against the source's flood threshold.
+    Request,
+    /// A datagram that starts as a response (`SIP/`): an answer to a request
+    /// the node sent, never counted, only dropped from a banned source.
+    Response,
+}
+
+impl Traffic {
+    /// Classifies a datagram by its first octets (after the CRLFs a sender
+    /// may put before the start line), without parsing it.
+    pub fn of_datagram(data: &[u8]) -> Self {
+        let start = data
+            .iter()
+            .position(|b| !matches!(b, b'\r' | b'\n'))
+            .unwrap_or(data.len());
+        if data[start..].starts_with(b"SIP/") {
+            Self::Response
+        } else {
+            Self::Request
+        }
+    }
+}
+
+/// A check run on every datagram and connection before any parsing (flood
 /// defence): `false` drops it.
 pub trait PacketFilter: Send + Sync + 'static {
-    /// Whether traffic from `ip` may be looked at.
-    fn admit(&self, ip: std::net::IpAddr) -> bool;
+    /// Whether `traffic` from `ip` may be looked at.
+    fn admit(&self, ip: std::net::IpAddr, traffic: Traffic) -> bool;
 }
 
 /// A bound UDP socket.
@@ -330,7 +357,7 @@ impl Transports {
         if self.input.is_closed() {
             return false;
         }
-        if !self.admits(remote.ip()) {
+        if !self.admits(remote.ip(), Traffic::of_datagram(data)) {
             return true;
         }
         if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -358,8 +385,8 @@ impl Transports {
         }
     }
 
-    fn admits(&self, ip: std::net::IpAddr) -> bool {
-        self.filter.as_ref().is_none_or(|f| f.admit(ip))
+    fn admits(&self, ip: std::net::IpAddr, traffic: Traffic) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.admit(ip, traffic))
     }
 
     /// Counts an unparsable message and builds the error response for a
@@ -402,7 +429,7 @@ impl Transports {
             if self.input.is_closed() {
                 return;
             }
-            if !self.admits(remote.ip()) {
+            if !self.admits(remote.ip(), Traffic::Request) {
                 continue;
             }
             let _ = stream.set_nodelay(true);
@@ -1113,6 +1140,27 @@ mod tests {
     /// More datagrams than one `sendmmsg` takes, with one the kernel
     /// refuses in the middle: every other datagram arrives, in order, and
     /// the refused one is counted as a send error.
+    #[test]
+    fn datagrams_are_told_apart_without_parsing() {
+        assert_eq!(
+            Traffic::of_datagram(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n"),
+            Traffic::Response
+        );
+        assert_eq!(
+            Traffic::of_datagram(b"\r\n\r\nSIP/2.0 180 Ringing\r\n\r\n"),
+            Traffic::Response
+        );
+        for request in [
+            &b"INVITE sip:+4721000001@node.test SIP/2.0\r\n\r\n"[..],
+            b"\r\n\r\n",
+            b"",
+            b"SIP",
+            b"garbage",
+        ] {
+            assert_eq!(Traffic::of_datagram(request), Traffic::Request);
+        }
+    }
+
     #[tokio::test]
     async fn a_turn_of_datagrams_leaves_in_order_and_a_refused_one_fails_alone() {
         let (input, _rx) = mpsc::channel(16);

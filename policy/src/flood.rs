@@ -2,8 +2,10 @@
 //! module, plus a static ban list and scanner signatures.
 //!
 //! [`FloodGuard::check`] takes only the source address and `now`, so the
-//! node can call it for every datagram or frame before parsing the SIP
-//! message. The request rate per address is estimated over a sliding window
+//! node can call it for every request datagram or new connection before
+//! parsing the SIP message; [`FloodGuard::is_banned`] checks a response
+//! without counting it (answers to the node's own requests are not a
+//! flood, and counting them banned a busy terminating peer). The request rate per address is estimated over a sliding window
 //! of two sampling intervals (the previous interval's count decays linearly
 //! as the current one fills, like pike's two-slot history); an address whose
 //! estimate exceeds the threshold is banned until `now + ban_time`.
@@ -282,6 +284,27 @@ impl FloodGuard {
             };
         }
         FloodVerdict::Allow
+    }
+
+    /// Whether `addr` is banned at `now`, without counting anything: for
+    /// traffic that is not a new request from the address, such as the
+    /// responses of a peer the node sent requests to. Those answer what the
+    /// node asked for, at the node's own rate, so they must not earn a busy
+    /// peer a ban (which would drop every answer it sends); but a banned
+    /// address is dropped whatever it sends.
+    pub fn is_banned(&mut self, addr: IpAddr, now: Instant) -> bool {
+        let addr = canonical_ip(addr);
+        if self.static_ban(&addr, now).is_some() {
+            return true;
+        }
+        if self.trusted(&addr) {
+            return false;
+        }
+        let t = self.ms(now);
+        let start = (self.hasher.hash_one(addr) as usize) & self.mask;
+        (0..PROBE)
+            .filter_map(|k| self.slots[(start + k) & self.mask].as_ref())
+            .any(|e| e.addr == addr && e.banned_until > t)
     }
 
     fn static_ban(&mut self, addr: &IpAddr, now: Instant) -> Option<Instant> {

@@ -651,6 +651,34 @@ fn flood_bans_one_address_while_another_keeps_calling() {
 }
 
 #[test]
+fn a_ban_check_counts_nothing() {
+    // The responses of a busy terminating peer: far more than the threshold,
+    // checked with `is_banned`, never ban it.
+    let t0 = Instant::now();
+    let mut g = FloodGuard::new(flood_config(64), t0);
+    let peer: IpAddr = "203.0.113.20".parse().unwrap();
+    for i in 0..1000u64 {
+        assert!(!g.is_banned(peer, t0 + Duration::from_millis(i)));
+    }
+    assert_eq!(g.tracked(), 0, "a check that counts nothing tracks nothing");
+    assert_eq!(
+        g.check(peer, t0 + Duration::from_secs(1)),
+        FloodVerdict::Allow
+    );
+    // Once its requests have it banned, whatever it sends is refused, until
+    // the ban ends.
+    let t = t0 + Duration::from_secs(2);
+    while !g.check(peer, t).is_banned() {}
+    assert!(g.is_banned(peer, t));
+    assert!(g.is_banned(peer, t + Duration::from_secs(29)));
+    assert!(!g.is_banned(peer, t + Duration::from_secs(31)));
+    // Static bans and trusted networks as for `check`.
+    g.ban_network("192.0.2.0/24".parse().unwrap(), None);
+    assert!(g.is_banned("192.0.2.5".parse().unwrap(), t));
+    assert!(!g.is_banned("127.0.0.1".parse().unwrap(), t));
+}
+
+#[test]
 fn flood_rate_decays_across_intervals() {
     let t0 = Instant::now();
     let mut g = FloodGuard::new(flood_config(64), t0);

@@ -194,7 +194,13 @@ pub fn response(
 impl Callee {
     /// Starts a callee on `port` (0 for any).
     pub async fn start(port: u16, answer: Answer) -> Self {
-        let ua = UdpUa::bind(port).await;
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST, port, answer).await
+    }
+
+    /// Starts a callee on another loopback address (127.0.0.2, ...), to look
+    /// like another peer.
+    pub async fn start_on(ip: std::net::Ipv4Addr, port: u16, answer: Answer) -> Self {
+        let ua = UdpUa::bind_ip(ip, port).await;
         let addr = ua.addr;
         let log = Arc::new(Mutex::new(CalleeLog::default()));
         let (commands, mut command_rx) = mpsc::channel::<()>(4);

@@ -229,6 +229,49 @@ async fn agreements_lists_scanners_floods_and_live_changes() {
     node.shutdown().await;
 }
 
+/// Flood detection counts requests, not the responses a terminating peer
+/// sends back: B answers 20 calls with 60 responses inside one sampling
+/// interval, six times the threshold of 10 requests, and every call is
+/// answered. Counting responses banned B during its fourth call, and every
+/// answer it sent after that was dropped (found at 17,000 cps in the
+/// benchmark, where the UAS's responses crossed 100,000 per 2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_terminating_peer_is_not_banned_for_its_responses() {
+    let b = Callee::start_on(Ipv4Addr::new(127, 0, 0, 6), 0, Answer::RingThenAnswer).await;
+    let federation = format!(
+        r#"
+[[member]]
+name = "a"
+networks = ["127.0.1.0/24"]
+ranges = [{{ prefix = "+1555010", originate = true, terminate = false }}]
+
+[[member]]
+name = "b"
+sip_target = "sip:{b}"
+ranges = [{{ prefix = "+4721345", originate = false, terminate = true }}]
+
+[[agreement]]
+from = "a"
+to = "b"
+"#,
+        b = b.addr
+    );
+    let (node, _store, _dirs) = policy_node(&federation, 10).await;
+    // Ten callers, two calls each: six requests per caller (INVITE, ACK,
+    // BYE), under the threshold.
+    for n in 0..20u8 {
+        let caller = Ipv4Addr::new(127, 0, 1, 1 + n / 2);
+        assert_eq!(
+            call(&node, caller, "+15550100001", &format!("+47213450{n:02}")).await,
+            Some(200),
+            "call {n}"
+        );
+    }
+    assert_eq!(b.log().invite_uris.len(), 20);
+    assert_eq!(node.metrics.labelled("flood_dropped", "127.0.0.6"), 0);
+    node.shutdown().await;
+}
+
 /// The call record writer groups records (up to 200 ms), so records of
 /// calls that ended just before a graceful stop are still waiting when it
 /// comes: the stop writes them before the node exits. Checked right after
