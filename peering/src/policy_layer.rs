@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! datagram/connection ─► admit_packet (flood ban, pike-style;      drop
-//!                        responses not counted)
+//!                        answers to our requests not counted)
 //! parsed request      ─► check_request (scanner User-Agent)        403 + ban
 //! initial request     ─► PolicyScreen: evaluate ─► limits ─► SPIT  403/404/503/607...
 //! BYE, final non-2xx  ─► release the call's concurrency slot
@@ -158,14 +158,14 @@ impl PolicyLayer {
 
     /// Cheap check before parsing: is this address banned for flooding?
     /// A request (or a new connection) counts against the address's flood
-    /// threshold; a response only has to come from an address that is not
-    /// banned.
+    /// threshold; so does a response, unless it comes from an address this
+    /// node sent requests to (an answer).
     pub fn admit_packet(&self, addr: IpAddr, traffic: Traffic) -> bool {
-        let banned = match traffic {
-            Traffic::Request => lock(&self.flood).check(addr, now()).is_banned(),
-            Traffic::Response => lock(&self.flood).is_banned(addr, now()),
+        let verdict = match traffic {
+            Traffic::Request => lock(&self.flood).check(addr, now()),
+            Traffic::Response => lock(&self.flood).check_response(addr, now()),
         };
-        if banned {
+        if verdict.is_banned() {
             self.metrics
                 .incr_labelled("flood_dropped", addr.to_string());
             false
@@ -421,6 +421,14 @@ async fn exchange_usage(layer: std::sync::Weak<PolicyLayer>) {
 impl crate::transport::PacketFilter for PolicyLayer {
     fn admit(&self, ip: IpAddr, traffic: Traffic) -> bool {
         self.admit_packet(ip, traffic)
+    }
+
+    fn expect_responses(&self, to: &[IpAddr]) {
+        let now = now();
+        let mut flood = lock(&self.flood);
+        for ip in to {
+            flood.expect_responses(*ip, now);
+        }
     }
 }
 

@@ -65,8 +65,9 @@ pub enum Traffic {
     /// A datagram that is not a response (a request, or what may be one),
     /// or a new connection: counted against the source's flood threshold.
     Request,
-    /// A datagram that starts as a response (`SIP/`): an answer to a request
-    /// the node sent, never counted, only dropped from a banned source.
+    /// A datagram that starts as a response (`SIP/`): from an address the
+    /// node sent requests to, an answer that counts nothing; from any other,
+    /// counted like a request.
     Response,
 }
 
@@ -91,6 +92,10 @@ impl Traffic {
 pub trait PacketFilter: Send + Sync + 'static {
     /// Whether `traffic` from `ip` may be looked at.
     fn admit(&self, ip: std::net::IpAddr, traffic: Traffic) -> bool;
+
+    /// The node sent requests over UDP to these addresses (one turn's, in
+    /// order, repeats included): their responses are answers.
+    fn expect_responses(&self, to: &[std::net::IpAddr]);
 }
 
 /// A bound UDP socket.
@@ -646,7 +651,10 @@ impl Transports {
     pub fn send(&self, transmit: Transmit) {
         self.metrics.messages_sent.fetch_add(1, Ordering::Relaxed);
         match transmit.transport {
-            Transport::Udp => self.send_udp(transmit),
+            Transport::Udp => {
+                self.expect_responses(std::slice::from_ref(&transmit));
+                self.send_udp(transmit)
+            }
             Transport::Tcp | Transport::Tls => self.send_stream(transmit),
         }
     }
@@ -684,7 +692,27 @@ impl Transports {
             }
         }
         for (index, datagrams) in per_socket {
+            self.expect_responses(&datagrams);
             self.send_datagrams(&self.udp[index], datagrams);
+        }
+    }
+
+    /// Tells the packet filter where the requests among `datagrams` go (a
+    /// request from a client transaction carries a token), so that their
+    /// responses are taken as answers, not counted as a flood.
+    fn expect_responses(&self, datagrams: &[Transmit]) {
+        let Some(filter) = &self.filter else {
+            return;
+        };
+        let mut to: Vec<std::net::IpAddr> = Vec::new();
+        for t in datagrams.iter().filter(|t| t.token.is_some()) {
+            let ip = t.remote.ip();
+            if to.last() != Some(&ip) {
+                to.push(ip);
+            }
+        }
+        if !to.is_empty() {
+            filter.expect_responses(&to);
         }
     }
 
@@ -1137,9 +1165,6 @@ mod tests {
         (transports, metrics)
     }
 
-    /// More datagrams than one `sendmmsg` takes, with one the kernel
-    /// refuses in the middle: every other datagram arrives, in order, and
-    /// the refused one is counted as a send error.
     #[test]
     fn datagrams_are_told_apart_without_parsing() {
         assert_eq!(
@@ -1161,6 +1186,9 @@ mod tests {
         }
     }
 
+    /// More datagrams than one `sendmmsg` takes, with one the kernel
+    /// refuses in the middle: every other datagram arrives, in order, and
+    /// the refused one is counted as a send error.
     #[tokio::test]
     async fn a_turn_of_datagrams_leaves_in_order_and_a_refused_one_fails_alone() {
         let (input, _rx) = mpsc::channel(16);

@@ -3,12 +3,14 @@
 //!
 //! [`FloodGuard::check`] takes only the source address and `now`, so the
 //! node can call it for every request datagram or new connection before
-//! parsing the SIP message; [`FloodGuard::is_banned`] checks a response
-//! without counting it (answers to the node's own requests are not a
-//! flood, and counting them banned a busy terminating peer). The request rate per address is estimated over a sliding window
-//! of two sampling intervals (the previous interval's count decays linearly
-//! as the current one fills, like pike's two-slot history); an address whose
-//! estimate exceeds the threshold is banned until `now + ban_time`.
+//! parsing the SIP message. [`FloodGuard::check_response`] checks a
+//! response: from an address the node sent requests to
+//! ([`FloodGuard::expect_responses`]) it is an answer and counts nothing,
+//! from any other it counts like a request. The request rate per address
+//! is estimated over a sliding window of two sampling intervals (the
+//! previous interval's count decays linearly as the current one fills, like
+//! pike's two-slot history); an address whose estimate exceeds the
+//! threshold is banned until `now + ban_time`.
 //!
 //! Memory is bounded: addresses live in a fixed-capacity open-addressed
 //! table, probed over a small neighbourhood. When the neighbourhood is full,
@@ -85,9 +87,17 @@ struct Entry {
     cur: u32,
     banned_until: u64,
     last_seen: u64,
+    /// Until when responses from the address answer requests this node
+    /// sent it (see [`FloodGuard::expect_responses`]).
+    answers_until: u64,
 }
 
 const PROBE: usize = 8;
+
+/// How long after the node's last request to an address its responses are
+/// taken as answers: longer than any transaction (Timer C, 3 minutes,
+/// bounds an INVITE's provisional responses).
+const ANSWER_WINDOW_MS: u64 = 300_000;
 
 /// The largest table (16M slots, about 1 GiB): larger capacities are clamped.
 const MAX_CAPACITY: usize = 1 << 24;
@@ -189,6 +199,7 @@ impl FloodGuard {
             cur: 0,
             banned_until: 0,
             last_seen: t,
+            answers_until: 0,
         });
         e.banned_until = e.banned_until.max(until);
     }
@@ -252,6 +263,7 @@ impl FloodGuard {
             cur: 0,
             banned_until: 0,
             last_seen: t,
+            answers_until: 0,
         });
         e.last_seen = e.last_seen.max(t);
         if e.banned_until > t {
@@ -286,25 +298,57 @@ impl FloodGuard {
         FloodVerdict::Allow
     }
 
-    /// Whether `addr` is banned at `now`, without counting anything: for
-    /// traffic that is not a new request from the address, such as the
-    /// responses of a peer the node sent requests to. Those answer what the
-    /// node asked for, at the node's own rate, so they must not earn a busy
-    /// peer a ban (which would drop every answer it sends); but a banned
-    /// address is dropped whatever it sends.
-    pub fn is_banned(&mut self, addr: IpAddr, now: Instant) -> bool {
+    /// The node sent a request to `addr` at `now`: for the next five
+    /// minutes its responses are answers (see [`FloodGuard::check_response`]).
+    pub fn expect_responses(&mut self, addr: IpAddr, now: Instant) {
         let addr = canonical_ip(addr);
-        if self.static_ban(&addr, now).is_some() {
-            return true;
-        }
         if self.trusted(&addr) {
-            return false;
+            return;
         }
         let t = self.ms(now);
-        let start = (self.hasher.hash_one(addr) as usize) & self.mask;
-        (0..PROBE)
+        let i = self.slot_for(addr, t);
+        let e = self.slots[i].get_or_insert(Entry {
+            addr,
+            window: t,
+            prev: 0,
+            cur: 0,
+            banned_until: 0,
+            last_seen: t,
+            answers_until: 0,
+        });
+        e.last_seen = e.last_seen.max(t);
+        e.answers_until = e.answers_until.max(t.saturating_add(ANSWER_WINDOW_MS));
+    }
+
+    /// Checks a response from `addr` at `now`. From an address the node
+    /// sent requests to in the last five minutes it is an answer, counted
+    /// nothing: a terminating peer answers at the node's own rate, and
+    /// counting its answers banned a busy one (and dropped every answer it
+    /// sent after that). From any other address it counts as a request, so
+    /// a flood of forged responses is banned like any flood. A banned
+    /// address is refused whatever it sends.
+    pub fn check_response(&mut self, addr: IpAddr, now: Instant) -> FloodVerdict {
+        let canonical = canonical_ip(addr);
+        if let Some(until) = self.static_ban(&canonical, now) {
+            return FloodVerdict::Banned { until, new: false };
+        }
+        if self.trusted(&canonical) {
+            return FloodVerdict::Allow;
+        }
+        let t = self.ms(now);
+        let start = (self.hasher.hash_one(canonical) as usize) & self.mask;
+        let found = (0..PROBE)
             .filter_map(|k| self.slots[(start + k) & self.mask].as_ref())
-            .any(|e| e.addr == addr && e.banned_until > t)
+            .find(|e| e.addr == canonical)
+            .map(|e| (e.banned_until, e.answers_until));
+        match found {
+            Some((banned_until, _)) if banned_until > t => FloodVerdict::Banned {
+                until: self.at(banned_until),
+                new: false,
+            },
+            Some((_, answers_until)) if answers_until > t => FloodVerdict::Allow,
+            _ => self.check(addr, now),
+        }
     }
 
     fn static_ban(&mut self, addr: &IpAddr, now: Instant) -> Option<Instant> {

@@ -651,31 +651,52 @@ fn flood_bans_one_address_while_another_keeps_calling() {
 }
 
 #[test]
-fn a_ban_check_counts_nothing() {
-    // The responses of a busy terminating peer: far more than the threshold,
-    // checked with `is_banned`, never ban it.
+fn answers_count_nothing_and_forged_responses_count_as_requests() {
     let t0 = Instant::now();
     let mut g = FloodGuard::new(flood_config(64), t0);
+    // The responses of a busy terminating peer the node sends requests to:
+    // far more than the threshold, and none counts.
     let peer: IpAddr = "203.0.113.20".parse().unwrap();
+    g.expect_responses(peer, t0);
     for i in 0..1000u64 {
-        assert!(!g.is_banned(peer, t0 + Duration::from_millis(i)));
+        let t = t0 + Duration::from_millis(i);
+        assert_eq!(g.check_response(peer, t), FloodVerdict::Allow, "answer {i}");
     }
-    assert_eq!(g.tracked(), 0, "a check that counts nothing tracks nothing");
     assert_eq!(
         g.check(peer, t0 + Duration::from_secs(1)),
         FloodVerdict::Allow
     );
-    // Once its requests have it banned, whatever it sends is refused, until
+    // Five minutes after the last request to it, its responses count again.
+    let later = t0 + Duration::from_secs(301);
+    assert!((0..25).any(|_| g.check_response(peer, later).is_banned()));
+    // Responses from an address the node never sent to count like requests:
+    // a flood of them is banned on the 21st.
+    let forger: IpAddr = "203.0.113.21".parse().unwrap();
+    let verdicts: Vec<bool> = (0..25)
+        .map(|_| g.check_response(forger, t0).is_banned())
+        .collect();
+    assert_eq!(verdicts.iter().position(|b| *b), Some(20));
+    // Once requests have a peer banned, its answers are refused too, until
     // the ban ends.
-    let t = t0 + Duration::from_secs(2);
-    while !g.check(peer, t).is_banned() {}
-    assert!(g.is_banned(peer, t));
-    assert!(g.is_banned(peer, t + Duration::from_secs(29)));
-    assert!(!g.is_banned(peer, t + Duration::from_secs(31)));
+    let other: IpAddr = "203.0.113.22".parse().unwrap();
+    g.expect_responses(other, t0);
+    while !g.check(other, t0).is_banned() {}
+    assert!(
+        g.check_response(other, t0 + Duration::from_secs(29))
+            .is_banned()
+    );
+    assert_eq!(
+        g.check_response(other, t0 + Duration::from_secs(31)),
+        FloodVerdict::Allow
+    );
     // Static bans and trusted networks as for `check`.
     g.ban_network("192.0.2.0/24".parse().unwrap(), None);
-    assert!(g.is_banned("192.0.2.5".parse().unwrap(), t));
-    assert!(!g.is_banned("127.0.0.1".parse().unwrap(), t));
+    assert!(
+        g.check_response("192.0.2.5".parse().unwrap(), t0)
+            .is_banned()
+    );
+    let me: IpAddr = "127.0.0.1".parse().unwrap();
+    assert!((0..100).all(|_| g.check_response(me, t0) == FloodVerdict::Allow));
 }
 
 #[test]

@@ -229,10 +229,10 @@ async fn agreements_lists_scanners_floods_and_live_changes() {
     node.shutdown().await;
 }
 
-/// Flood detection counts requests, not the responses a terminating peer
-/// sends back: B answers 20 calls with 60 responses inside one sampling
-/// interval, six times the threshold of 10 requests, and every call is
-/// answered. Counting responses banned B during its fourth call, and every
+/// Flood detection counts requests, not the answers a terminating peer
+/// sends back to the node's requests: B answers 20 calls with 60 responses
+/// inside one sampling interval, six times the threshold of 10 requests,
+/// and every call is answered. Counting responses banned B during its fourth call, and every
 /// answer it sent after that was dropped (found at 17,000 cps in the
 /// benchmark, where the UAS's responses crossed 100,000 per 2 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,6 +269,22 @@ to = "b"
     }
     assert_eq!(b.log().invite_uris.len(), 20);
     assert_eq!(node.metrics.labelled("flood_dropped", "127.0.0.6"), 0);
+
+    // Responses from an address the node never sent a request to are no
+    // answers: they count like requests, and a flood of them is banned.
+    let node_udp = node.addr(Transport::Udp).expect("udp");
+    let forger = UdpUa::bind_ip(Ipv4Addr::new(127, 0, 0, 7), 0).await;
+    for n in 0..30 {
+        forger
+            .send(node_udp, &format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {node_udp};branch=z9hG4bKforged{n}\r\nFrom: <sip:a@{me}>;tag={n}\r\nTo: <sip:b@{me}>;tag=x\r\nCall-ID: forged-{n}\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n", me = forger.addr))
+            .await;
+    }
+    assert_eq!(
+        options(&forger, node_udp, "Linphone/5.0", 1).await,
+        None,
+        "the forger is banned"
+    );
+    assert!(node.metrics.labelled("flood_dropped", "127.0.0.7") > 0);
     node.shutdown().await;
 }
 
