@@ -191,8 +191,14 @@ impl FloodGuard {
         let addr = canonical_ip(addr);
         let t = self.ms(now);
         let until = t.saturating_add(self.ban_ms);
+        let e = self.entry(addr, t);
+        e.banned_until = e.banned_until.max(until);
+    }
+
+    /// `addr`'s entry, made (fresh) when it has none.
+    fn entry(&mut self, addr: IpAddr, t: u64) -> &mut Entry {
         let i = self.slot_for(addr, t);
-        let e = self.slots[i].get_or_insert(Entry {
+        self.slots[i].get_or_insert(Entry {
             addr,
             window: t,
             prev: 0,
@@ -200,8 +206,7 @@ impl FloodGuard {
             banned_until: 0,
             last_seen: t,
             answers_until: 0,
-        });
-        e.banned_until = e.banned_until.max(until);
+        })
     }
 
     fn trusted(&self, addr: &IpAddr) -> bool {
@@ -255,16 +260,7 @@ impl FloodGuard {
         let interval = self.interval_ms;
         let threshold = u64::from(self.config.threshold);
         let ban_ms = self.ban_ms;
-        let i = self.slot_for(addr, t);
-        let e = self.slots[i].get_or_insert(Entry {
-            addr,
-            window: t,
-            prev: 0,
-            cur: 0,
-            banned_until: 0,
-            last_seen: t,
-            answers_until: 0,
-        });
+        let e = self.entry(addr, t);
         e.last_seen = e.last_seen.max(t);
         if e.banned_until > t {
             let until = e.banned_until;
@@ -306,16 +302,7 @@ impl FloodGuard {
             return;
         }
         let t = self.ms(now);
-        let i = self.slot_for(addr, t);
-        let e = self.slots[i].get_or_insert(Entry {
-            addr,
-            window: t,
-            prev: 0,
-            cur: 0,
-            banned_until: 0,
-            last_seen: t,
-            answers_until: 0,
-        });
+        let e = self.entry(addr, t);
         e.last_seen = e.last_seen.max(t);
         e.answers_until = e.answers_until.max(t.saturating_add(ANSWER_WINDOW_MS));
     }
