@@ -249,6 +249,36 @@ impl FloodGuard {
     /// Counts one request from `addr` at `now` and says whether it is
     /// banned.
     pub fn check(&mut self, addr: IpAddr, now: Instant) -> FloodVerdict {
+        self.count(addr, now, false)
+    }
+
+    /// The node sent a request to `addr` at `now`: for the next five
+    /// minutes its responses are answers (see [`FloodGuard::check_response`]).
+    pub fn expect_responses(&mut self, addr: IpAddr, now: Instant) {
+        let addr = canonical_ip(addr);
+        if self.trusted(&addr) {
+            return;
+        }
+        let t = self.ms(now);
+        let e = self.entry(addr, t);
+        e.last_seen = e.last_seen.max(t);
+        e.answers_until = e.answers_until.max(t.saturating_add(ANSWER_WINDOW_MS));
+    }
+
+    /// Checks a response from `addr` at `now`. From an address the node
+    /// sent requests to in the last five minutes it is an answer, counted
+    /// nothing: a terminating peer answers at the node's own rate, and
+    /// counting its answers banned a busy one (and dropped every answer it
+    /// sent after that). From any other address it counts as a request, so
+    /// a flood of forged responses is banned like any flood. A banned
+    /// address is refused whatever it sends.
+    pub fn check_response(&mut self, addr: IpAddr, now: Instant) -> FloodVerdict {
+        self.count(addr, now, true)
+    }
+
+    /// [`FloodGuard::check`] and, with `response`, [`FloodGuard::check_response`]:
+    /// a response from an address that has answers due counts nothing.
+    fn count(&mut self, addr: IpAddr, now: Instant, response: bool) -> FloodVerdict {
         let addr = canonical_ip(addr);
         if let Some(until) = self.static_ban(&addr, now) {
             return FloodVerdict::Banned { until, new: false };
@@ -261,6 +291,11 @@ impl FloodGuard {
         let threshold = u64::from(self.config.threshold);
         let ban_ms = self.ban_ms;
         let e = self.entry(addr, t);
+        if response && e.answers_until > t && e.banned_until <= t {
+            // An answer: not counted, and not a sign of life either (the
+            // requests sent to the address keep it fresh).
+            return FloodVerdict::Allow;
+        }
         e.last_seen = e.last_seen.max(t);
         if e.banned_until > t {
             let until = e.banned_until;
@@ -292,50 +327,6 @@ impl FloodGuard {
             };
         }
         FloodVerdict::Allow
-    }
-
-    /// The node sent a request to `addr` at `now`: for the next five
-    /// minutes its responses are answers (see [`FloodGuard::check_response`]).
-    pub fn expect_responses(&mut self, addr: IpAddr, now: Instant) {
-        let addr = canonical_ip(addr);
-        if self.trusted(&addr) {
-            return;
-        }
-        let t = self.ms(now);
-        let e = self.entry(addr, t);
-        e.last_seen = e.last_seen.max(t);
-        e.answers_until = e.answers_until.max(t.saturating_add(ANSWER_WINDOW_MS));
-    }
-
-    /// Checks a response from `addr` at `now`. From an address the node
-    /// sent requests to in the last five minutes it is an answer, counted
-    /// nothing: a terminating peer answers at the node's own rate, and
-    /// counting its answers banned a busy one (and dropped every answer it
-    /// sent after that). From any other address it counts as a request, so
-    /// a flood of forged responses is banned like any flood. A banned
-    /// address is refused whatever it sends.
-    pub fn check_response(&mut self, addr: IpAddr, now: Instant) -> FloodVerdict {
-        let canonical = canonical_ip(addr);
-        if let Some(until) = self.static_ban(&canonical, now) {
-            return FloodVerdict::Banned { until, new: false };
-        }
-        if self.trusted(&canonical) {
-            return FloodVerdict::Allow;
-        }
-        let t = self.ms(now);
-        let start = (self.hasher.hash_one(canonical) as usize) & self.mask;
-        let found = (0..PROBE)
-            .filter_map(|k| self.slots[(start + k) & self.mask].as_ref())
-            .find(|e| e.addr == canonical)
-            .map(|e| (e.banned_until, e.answers_until));
-        match found {
-            Some((banned_until, _)) if banned_until > t => FloodVerdict::Banned {
-                until: self.at(banned_until),
-                new: false,
-            },
-            Some((_, answers_until)) if answers_until > t => FloodVerdict::Allow,
-            _ => self.check(addr, now),
-        }
     }
 
     fn static_ban(&mut self, addr: &IpAddr, now: Instant) -> Option<Instant> {
