@@ -44,6 +44,7 @@ use std::borrow::Borrow;
 use std::hash::{BuildHasher, Hash};
 
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 /// How many tables a map is split into (a power of two).
 const SHARDS: usize = 256;
@@ -175,14 +176,18 @@ impl<K: Hash + Eq, V> Sharded<K, V> {
     pub(super) fn insert(&mut self, key: K, value: V) -> Option<V> {
         let hash = self.hash(&key);
         let shard = shard_of(hash);
-        if let Some((_, v)) = self.shards[shard].find_mut(hash, |(k, _)| *k == key) {
-            return Some(std::mem::replace(v, value));
-        }
+        // Room first, so that the one probe below finds the key or its slot
+        // in the table the entry stays in.
         self.make_room(shard);
         let state = &self.state;
-        self.shards[shard].insert_unique(hash, (key, value), |(k, _)| state.hash_one(k));
-        self.len += 1;
-        None
+        match self.shards[shard].entry(hash, |(k, _)| *k == key, |(k, _)| state.hash_one(k)) {
+            Entry::Occupied(mut slot) => Some(std::mem::replace(&mut slot.get_mut().1, value)),
+            Entry::Vacant(slot) => {
+                slot.insert((key, value));
+                self.len += 1;
+                None
+            }
+        }
     }
 
     /// Before an insert into `shard`: grows it if its live entries are
