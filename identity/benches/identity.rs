@@ -136,6 +136,13 @@ fn es256(c: &mut Criterion) {
     g.bench_function("ring_verify_bare", |b| {
         b.iter(|| bare_verify(black_box(&point), black_box(input), black_box(&sig)))
     });
+    // The same check with the key's table of multiples (made once, outside
+    // the timing), as the verifier runs it for a key it has seen before.
+    let key = peering_identity::p256::Es256Key::new(&point).unwrap();
+    assert!(key.verify(input.as_bytes(), &sig));
+    g.bench_function("table_verify_bare", |b| {
+        b.iter(|| table_verify(&key, black_box(input), black_box(&sig)))
+    });
     // The whole check as the node runs it, with the certificate in the
     // fetcher's cache (a local repository) and the chain verified before.
     // Distinct tokens (ECDSA signatures differ each time) cycle through a
@@ -201,6 +208,12 @@ fn bare_verify(point: &[u8], input: &str, sig: &[u8]) {
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
         .verify(input.as_bytes(), sig)
         .unwrap()
+}
+
+/// One verify with the key's table (`--toggle-collect=*table_verify*`).
+#[inline(never)]
+fn table_verify(key: &peering_identity::p256::Es256Key, input: &str, sig: &[u8]) {
+    assert!(key.verify(input.as_bytes(), sig));
 }
 
 /// One whole check, warm (`--toggle-collect=*warm_verify*` under callgrind).

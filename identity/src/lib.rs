@@ -61,6 +61,8 @@
 pub mod der;
 mod error;
 pub mod fetch;
+mod keys;
+pub mod p256;
 pub mod passport;
 mod replay;
 pub mod rfc4474;

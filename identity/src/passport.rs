@@ -18,6 +18,7 @@ use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
 
 use crate::error::{Error, Result};
+use crate::p256::Es256Key;
 use crate::sip::Party;
 
 /// The only algorithm STIR/SHAKEN uses (RFC 8225 section 8, RFC 8588).
@@ -317,6 +318,22 @@ impl Passport {
         signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, public_point)
             .verify(self.signing_input.as_bytes(), &self.signature)
             .map_err(|_| Error::BadSignature)
+    }
+
+    /// [`Passport::verify_signature`] with the signing key's table of
+    /// multiples (see [`crate::p256`]): the same answer, in about half the
+    /// time.
+    pub fn verify_signature_with(&self, key: &Es256Key) -> Result<()> {
+        if self.header.alg != ES256 {
+            return Err(Error::UnsupportedAlgorithm {
+                alg: self.header.alg.clone(),
+            });
+        }
+        if key.verify(self.signing_input.as_bytes(), &self.signature) {
+            Ok(())
+        } else {
+            Err(Error::BadSignature)
+        }
     }
 
     /// The raw signature bytes (the replay cache keys on them).

@@ -23,6 +23,7 @@
 use rustls_pki_types::CertificateDer;
 
 use crate::error::{CertProblem, Error, Result};
+use crate::keys::KeyTables;
 use crate::passport::{Attestation, Claims, ES256, PPT_SHAKEN, Passport, Signer};
 use crate::replay::ReplayCache;
 use crate::sip::{Party, split_head};
@@ -187,6 +188,7 @@ pub struct StirVerifier {
     trust: CertTrust,
     config: StirConfig,
     replay: ReplayCache,
+    keys: KeyTables,
 }
 
 impl StirVerifier {
@@ -197,12 +199,19 @@ impl StirVerifier {
             trust,
             config,
             replay,
+            keys: KeyTables::default(),
         }
     }
 
     /// The settings.
     pub fn config(&self) -> &StirConfig {
         &self.config
+    }
+
+    /// How many signing keys have a table of multiples.
+    #[cfg(test)]
+    pub(crate) fn key_tables(&self) -> usize {
+        self.keys.tables()
     }
 
     /// Step 1: parses `identity` (the header value), checks the parameters,
@@ -292,7 +301,10 @@ impl StirVerifier {
         if !cert.is_p256 {
             return Err(CertProblem::UnsupportedKey.into());
         }
-        passport.verify_signature(&cert.public_key)?;
+        match self.keys.get(&cert.public_key, now) {
+            Some(key) => passport.verify_signature_with(&key)?,
+            None => passport.verify_signature(&cert.public_key)?,
+        }
         let claims = &passport.claims;
         let from = Party::from_header(req.from).ok_or(Error::Malformed { what: "From" })?;
         if claims.orig != from {
