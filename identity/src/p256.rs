@@ -363,11 +363,9 @@ impl Scalar {
     /// microseconds; the product is checked, so a wrong answer cannot pass,
     /// and Fermat's little theorem is the fallback.
     fn invert(self, plain: &[u64; 4]) -> Scalar {
-        static ORDER: LazyLock<Odd<U256>> = LazyLock::new(|| {
-            Odd::new(U256::from_be_slice(&N_BE)).unwrap_or(Odd::<U256>::from_be_hex(
-                "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551",
-            ))
-        });
+        const ORDER: Odd<U256> = Odd::<U256>::from_be_hex(
+            "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551",
+        );
         let inverse = U256::from_words(*plain).invert_odd_mod_vartime(&ORDER);
         if let Some(w) = Option::<U256>::from(inverse) {
             let words = w.to_words();
@@ -825,6 +823,20 @@ mod tests {
         assert_eq!(s.mul(s.invert(&plain)), Scalar::one());
         assert_eq!(s.invert_fermat(), s.invert(&plain));
         assert!(limbs_below_n(&limbs(&N_MINUS_2_BE)));
+        assert_eq!(U256::from_be_slice(&N_BE).to_words(), limbs(&N_BE));
+        // A digest of n or more is reduced (one in 2^32 is).
+        assert_eq!(
+            Scalar::from_digest(&[0xff; 32]),
+            Scalar::from_limbs(limbs(&hex32(
+                "00000000ffffffff00000000000000004319055258e8617b0c46353d039cdaae"
+            )))
+        );
+        assert_eq!(
+            Scalar::from_digest(&hex32(
+                "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632556"
+            )),
+            Scalar::from_limbs([5, 0, 0, 0])
+        );
         assert!(!limbs_below_n(&limbs(&N_BE)));
     }
 
