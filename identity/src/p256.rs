@@ -640,7 +640,7 @@ impl Table {
     }
 }
 
-/// The generator's table, made on first use (about a millisecond).
+/// The generator's table, made on first use (one or two milliseconds).
 static GENERATOR: LazyLock<Option<Table>> = LazyLock::new(|| {
     Table::new(&Affine {
         x: Fe::constant(&GX_BE),
@@ -673,7 +673,7 @@ pub struct Es256Key {
 impl Es256Key {
     /// Makes the key's table from an uncompressed SEC 1 point (what a
     /// certificate's subjectPublicKey holds for P-256). `None` if the bytes
-    /// are not a point of the curve. Costs about a millisecond.
+    /// are not a point of the curve. Costs one or two milliseconds.
     pub fn new(public_point: &[u8]) -> Option<Es256Key> {
         let q = decode_point(public_point)?;
         Some(Es256Key {
