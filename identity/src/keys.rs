@@ -96,20 +96,13 @@ impl KeyTables {
 mod tests {
     use super::*;
     use ring::rand::SystemRandom;
-    use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
+    use ring::signature::KeyPair as _;
 
     fn point(rng: &SystemRandom) -> Vec<u8> {
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, rng).unwrap();
-        EcdsaKeyPair::from_pkcs8(
-            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            pkcs8.as_ref(),
-            rng,
-        )
-        .unwrap()
-        .public_key()
-        .as_ref()
-        .to_vec()
+        crate::p256::tests::key_pair(rng)
+            .public_key()
+            .as_ref()
+            .to_vec()
     }
 
     #[test]

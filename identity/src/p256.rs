@@ -730,7 +730,7 @@ fn x_matches(acc: &Jacobian, r_be: &[u8; 32]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use ring::rand::SystemRandom;
     use ring::signature::{self, EcdsaKeyPair, KeyPair as _};
@@ -741,7 +741,8 @@ mod tests {
             .is_ok()
     }
 
-    fn key_pair(rng: &SystemRandom) -> EcdsaKeyPair {
+    /// A fresh P-256 key pair.
+    pub(crate) fn key_pair(rng: &SystemRandom) -> EcdsaKeyPair {
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, rng).unwrap();
         EcdsaKeyPair::from_pkcs8(

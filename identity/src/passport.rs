@@ -310,29 +310,32 @@ impl Passport {
     /// Checks the ES256 signature against an uncompressed P-256 public point
     /// (the subjectPublicKey of the signing certificate).
     pub fn verify_signature(&self, public_point: &[u8]) -> Result<()> {
-        if self.header.alg != ES256 {
-            return Err(Error::UnsupportedAlgorithm {
-                alg: self.header.alg.clone(),
-            });
-        }
+        self.check_es256()?;
         signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, public_point)
             .verify(self.signing_input.as_bytes(), &self.signature)
             .map_err(|_| Error::BadSignature)
     }
 
     /// [`Passport::verify_signature`] with the signing key's table of
-    /// multiples (see [`crate::p256`]): the same answer, in about half the
-    /// time.
+    /// multiples (see [`crate::p256`]): the same answer, in about two fifths
+    /// of the time.
     pub fn verify_signature_with(&self, key: &Es256Key) -> Result<()> {
-        if self.header.alg != ES256 {
-            return Err(Error::UnsupportedAlgorithm {
-                alg: self.header.alg.clone(),
-            });
-        }
+        self.check_es256()?;
         if key.verify(self.signing_input.as_bytes(), &self.signature) {
             Ok(())
         } else {
             Err(Error::BadSignature)
+        }
+    }
+
+    /// ES256 is the only algorithm a PASSporT is verified with.
+    fn check_es256(&self) -> Result<()> {
+        if self.header.alg == ES256 {
+            Ok(())
+        } else {
+            Err(Error::UnsupportedAlgorithm {
+                alg: self.header.alg.clone(),
+            })
         }
     }
 

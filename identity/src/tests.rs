@@ -160,6 +160,25 @@ fn stale_iat_is_403() {
     verify(&v, &value, &req(), &[s.leaf.der.clone()], NOW + 60).unwrap();
 }
 
+/// `h` with its claims replaced by an A-attested call at `iat`, under the
+/// original header and signature.
+fn with_forged_claims(h: &IdentityHeader, iat: u64) -> IdentityHeader {
+    use base64::Engine as _;
+    let parts: Vec<&str> = h.token.split('.').collect();
+    let forged = Claims::shaken(
+        Party::Tn("12155550100".into()),
+        Party::Tn("12155550101".into()),
+        iat,
+        Attestation::A,
+        ORIGID,
+    );
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged.to_json());
+    IdentityHeader {
+        token: format!("{}.{}.{}", parts[0], payload, parts[2]),
+        ..h.clone()
+    }
+}
+
 #[test]
 fn tampered_claims_are_438() {
     let s = sti(|_| {});
@@ -167,21 +186,7 @@ fn tampered_claims_are_438() {
     let value = signer(&s.leaf)
         .sign_shaken(&req(), Attestation::C, ORIGID, NOW)
         .unwrap();
-    let h = IdentityHeader::parse(&value).unwrap();
-    let parts: Vec<&str> = h.token.split('.').collect();
-    let forged = Claims::shaken(
-        Party::Tn("12155550100".into()),
-        Party::Tn("12155550101".into()),
-        NOW,
-        Attestation::A,
-        ORIGID,
-    );
-    use base64::Engine as _;
-    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged.to_json());
-    let tampered = IdentityHeader {
-        token: format!("{}.{}.{}", parts[0], payload, parts[2]),
-        ..h
-    };
+    let tampered = with_forged_claims(&IdentityHeader::parse(&value).unwrap(), NOW);
     let err = verify(&v, &tampered.to_value(), &req(), &[s.leaf.der.clone()], NOW).unwrap_err();
     assert!(matches!(err, Error::BadSignature));
     assert_eq!(err.status(), (438, "Invalid Identity Header"));
@@ -217,18 +222,7 @@ fn a_busy_signer_is_verified_with_its_key_table() {
         let h = IdentityHeader::parse(&value).unwrap();
         let parts: Vec<&str> = h.token.split('.').collect();
         // The claims of another call under this signature.
-        let forged = Claims::shaken(
-            Party::Tn("12155550100".into()),
-            Party::Tn("12155550101".into()),
-            now + 1,
-            Attestation::A,
-            ORIGID,
-        );
-        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged.to_json());
-        let tampered = IdentityHeader {
-            token: format!("{}.{}.{}", parts[0], payload, parts[2]),
-            ..h.clone()
-        };
+        let tampered = with_forged_claims(&h, now + 1);
         let err = verify(&v, &tampered.to_value(), &req(), &chain, now).unwrap_err();
         assert!(matches!(err, Error::BadSignature), "call {i}: {err:?}");
         // One flipped bit of the signature.
