@@ -43,8 +43,9 @@ const ROW: usize = 1 << (W - 1);
 
 /// The field prime p, big-endian.
 const P_BE: [u8; 32] = hex32("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff");
-/// The group order n, big-endian.
-const N_BE: [u8; 32] = hex32("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+/// The group order n, in hex and big-endian.
+const N_HEX: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
+const N_BE: [u8; 32] = hex32(N_HEX);
 /// p - n: an `r` below it has a second candidate `r + n` for `x(R)`.
 const P_MINUS_N_BE: [u8; 32] =
     hex32("000000000000000000000000000000004319055358e8617b0c46353d039cdaae");
@@ -363,9 +364,7 @@ impl Scalar {
     /// microseconds; the product is checked, so a wrong answer cannot pass,
     /// and Fermat's little theorem is the fallback.
     fn invert(self, plain: &[u64; 4]) -> Scalar {
-        const ORDER: Odd<U256> = Odd::<U256>::from_be_hex(
-            "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551",
-        );
+        const ORDER: Odd<U256> = Odd::<U256>::from_be_hex(N_HEX);
         let inverse = U256::from_words(*plain).invert_odd_mod_vartime(&ORDER);
         if let Some(w) = Option::<U256>::from(inverse) {
             let words = w.to_words();

@@ -362,7 +362,7 @@ impl Transports {
         if self.input.is_closed() {
             return false;
         }
-        if !self.admits(remote.ip(), Traffic::of_datagram(data)) {
+        if !self.admits(remote.ip(), || Traffic::of_datagram(data)) {
             return true;
         }
         if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
@@ -390,8 +390,10 @@ impl Transports {
         }
     }
 
-    fn admits(&self, ip: std::net::IpAddr, traffic: Traffic) -> bool {
-        self.filter.as_ref().is_none_or(|f| f.admit(ip, traffic))
+    /// Whether the packet filter (if any) admits traffic from `ip`; the
+    /// traffic is classified only when there is a filter to ask.
+    fn admits(&self, ip: std::net::IpAddr, traffic: impl FnOnce() -> Traffic) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.admit(ip, traffic()))
     }
 
     /// Counts an unparsable message and builds the error response for a
@@ -434,7 +436,7 @@ impl Transports {
             if self.input.is_closed() {
                 return;
             }
-            if !self.admits(remote.ip(), Traffic::Request) {
+            if !self.admits(remote.ip(), || Traffic::Request) {
                 continue;
             }
             let _ = stream.set_nodelay(true);
