@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 // threads; glibc's per-thread arenas grow and shrink their heaps with an
 // mprotect system call each time (about four per relayed call), and its
 // malloc/free were a sixth of the node's instructions. mimalloc does
-// neither.
+// neither (its version 2: see the workspace Cargo.toml).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
