@@ -6,7 +6,11 @@
 //! each signature from scratch, in constant time: 256 point doublings and
 //! about 50 additions, the bulk of an ES256 verification. Nothing in a
 //! verification is secret, so here both `u1·G` and `u2·Q` are read from
-//! tables of multiples made once per key: 37 additions each, no doubling.
+//! tables of multiples, no doubling: 37 additions from the key's table
+//! (7-bit windows, made once per key, 150 KB), 22 from the generator's
+//! (12-bit windows, shared by all keys, 2.9 MB). The entries a verification
+//! needs are read all together before the additions start, so that the
+//! cache misses of the large table overlap instead of adding up.
 //!
 //! - Field addition and subtraction and all arithmetic modulo n are
 //!   fiat-crypto's (generated from a proof of correctness, safe Rust). The
@@ -33,13 +37,27 @@ use crypto_bigint::{Odd, U256};
 use fiat_crypto::p256_64 as fp;
 use fiat_crypto::p256_scalar_64 as fs;
 
-/// Bits per window of a scalar's signed digits.
-const W: usize = 7;
-/// Windows per scalar: 257 bits, because a signed recoding can carry one
-/// bit past the top of a 256-bit scalar.
-const WINDOWS: usize = 257usize.div_ceil(W);
-/// Table entries per window: the multiples 1 to 2^(W-1) of the window's base.
-const ROW: usize = 1 << (W - 1);
+/// Bits per window of a key's table: 37 windows of 64 points, 150 KB a key
+/// (a node keeps the tables of every key it has seen recently).
+const W_KEY: usize = 7;
+/// Bits per window of the generator's table, which every key shares: 22
+/// windows of 2,048 points (2.9 MB), so `u1·G` takes 22 additions instead
+/// of 37. Made once per process, in about 20 ms.
+const W_GEN: usize = 12;
+/// The most windows a scalar has (with the narrowest window): 257 bits,
+/// because a signed recoding can carry one bit past the top of a 256-bit
+/// scalar.
+const MAX_WINDOWS: usize = 257usize.div_ceil(W_KEY);
+
+/// Windows per scalar with `w`-bit windows.
+const fn windows(w: usize) -> usize {
+    257usize.div_ceil(w)
+}
+
+/// Table entries per window: the multiples 1 to 2^(w-1) of the window's base.
+const fn row_len(w: usize) -> usize {
+    1 << (w - 1)
+}
 
 /// The field prime p, big-endian.
 const P_BE: [u8; 32] = hex32("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff");
@@ -411,10 +429,12 @@ impl Scalar {
 
 /// The signed base-2^W digits of a scalar below 2^256, least significant
 /// first: each in [-2^(W-1), 2^(W-1)], and `Σ d_i·2^(W·i)` equals the scalar.
-fn digits(k: &[u64; 4]) -> [i8; WINDOWS] {
-    let mut out = [0i8; WINDOWS];
+/// The first `windows(W)` entries are the digits, the rest zero.
+fn digits<const W: usize>(k: &[u64; 4]) -> [i16; MAX_WINDOWS] {
+    const { assert!(W >= W_KEY && W < 16) };
+    let mut out = [0i16; MAX_WINDOWS];
     let mut carry = 0i32;
-    for (i, digit) in out.iter_mut().enumerate() {
+    for (i, digit) in out.iter_mut().enumerate().take(windows(W)) {
         let bit = i * W;
         let word = bit / 64;
         let shift = bit % 64;
@@ -430,8 +450,8 @@ fn digits(k: &[u64; 4]) -> [i8; WINDOWS] {
         } else {
             carry = 0;
         }
-        // |d| <= 2^(W-1) = 64 fits an i8.
-        *digit = i8::try_from(d).unwrap_or(0);
+        // |d| <= 2^(W-1) fits an i16.
+        *digit = i16::try_from(d).unwrap_or(0);
     }
     debug_assert_eq!(carry, 0, "a scalar below 2^256 fits 257 bits of digits");
     out
@@ -546,7 +566,7 @@ impl Jacobian {
 
     /// `self = self + d·(row's base)` for a signed digit.
     #[inline]
-    fn add_digit(&mut self, row: &[Affine], d: i8) {
+    fn add_digit(&mut self, row: &[Affine], d: i16) {
         let index = usize::from(d.unsigned_abs());
         if index == 0 {
             return;
@@ -602,18 +622,20 @@ fn batch_to_affine(points: &[Jacobian]) -> Option<Vec<Affine>> {
 /// The multiples `d·2^(W·i)·P` for every window i and d in 1..=2^(W-1),
 /// window by window.
 #[derive(Debug)]
-struct Table(Box<[Affine]>);
+struct Table<const W: usize>(Box<[Affine]>);
 
-impl Table {
-    fn new(p: &Affine) -> Option<Table> {
-        let mut entries = Vec::with_capacity(WINDOWS * ROW);
+impl<const W: usize> Table<W> {
+    const ROW: usize = row_len(W);
+
+    fn new(p: &Affine) -> Option<Self> {
+        let mut entries = Vec::with_capacity(windows(W) * Self::ROW);
         let mut base = *p;
-        let mut row = Vec::with_capacity(ROW + 1);
-        for _ in 0..WINDOWS {
+        let mut row = Vec::with_capacity(Self::ROW + 1);
+        for _ in 0..windows(W) {
             row.clear();
             let mut acc = Jacobian::from_affine(&base);
             row.push(acc);
-            for _ in 1..ROW {
+            for _ in 1..Self::ROW {
                 acc.add_affine(&base);
                 row.push(acc);
             }
@@ -621,26 +643,53 @@ impl Table {
             acc.double();
             row.push(acc);
             let affine = batch_to_affine(&row)?;
-            entries.extend_from_slice(&affine[..ROW]);
-            base = affine[ROW];
+            entries.extend_from_slice(&affine[..Self::ROW]);
+            base = affine[Self::ROW];
         }
         Some(Table(entries.into_boxed_slice()))
     }
 
     fn row(&self, window: usize) -> &[Affine] {
-        self.0.get(window * ROW..(window + 1) * ROW).unwrap_or(&[])
+        self.0
+            .get(window * Self::ROW..(window + 1) * Self::ROW)
+            .unwrap_or(&[])
+    }
+
+    /// `acc = acc + k·P` for a scalar k below 2^256.
+    #[cfg(test)]
+    fn mul_add(&self, k: &[u64; 4], acc: &mut Jacobian) {
+        self.add_digits(&digits::<W>(k), acc);
     }
 
     /// `acc = acc + k·P` from the digits of k.
-    fn mul_add(&self, digits: &[i8; WINDOWS], acc: &mut Jacobian) {
-        for (i, d) in digits.iter().enumerate() {
+    fn add_digits(&self, digits: &[i16; MAX_WINDOWS], acc: &mut Jacobian) {
+        for (i, d) in digits.iter().take(windows(W)).enumerate() {
             acc.add_digit(self.row(i), *d);
         }
     }
+
+    /// Reads the first and last word of every entry the digits will add,
+    /// all at once, before any addition needs one. The entries of a wide
+    /// table are mostly not in the core's caches (a verification reads 22
+    /// of the generator table's 45,000); read one by one, each addition
+    /// would wait for its entry, while these reads depend on nothing and
+    /// the core has them all under way together. Returns a value made of
+    /// what was read, for `black_box`, so that the reads stay.
+    fn touch(&self, digits: &[i16; MAX_WINDOWS]) -> u64 {
+        let mut sink = 0;
+        for (i, d) in digits.iter().take(windows(W)).enumerate() {
+            let index = usize::from(d.unsigned_abs());
+            if let Some(p) = index.checked_sub(1).and_then(|j| self.row(i).get(j)) {
+                sink ^= p.x.0[0] ^ p.y.0[3];
+            }
+        }
+        sink
+    }
 }
 
-/// The generator's table, made on first use (one or two milliseconds).
-static GENERATOR: LazyLock<Option<Table>> = LazyLock::new(|| {
+/// The generator's table, made on first use (see [`W_GEN`]; [`Es256Key::new`]
+/// makes it, so that no verification waits for it).
+static GENERATOR: LazyLock<Option<Table<W_GEN>>> = LazyLock::new(|| {
     Table::new(&Affine {
         x: Fe::constant(&GX_BE),
         y: Fe::constant(&GY_BE),
@@ -663,10 +712,10 @@ fn decode_point(bytes: &[u8]) -> Option<Affine> {
 }
 
 /// A P-256 public key ready for fast ES256 verification: its table of
-/// multiples (WINDOWS × ROW affine points, about 150 KB).
+/// multiples (37 windows of 64 affine points, about 150 KB).
 #[derive(Debug)]
 pub struct Es256Key {
-    table: Table,
+    table: Table<W_KEY>,
 }
 
 impl Es256Key {
@@ -675,6 +724,9 @@ impl Es256Key {
     /// are not a point of the curve. Costs one or two milliseconds.
     pub fn new(public_point: &[u8]) -> Option<Es256Key> {
         let q = decode_point(public_point)?;
+        // The generator's table too, the first time: not at the first
+        // verification, which would wait for it.
+        LazyLock::force(&GENERATOR);
         Some(Es256Key {
             table: Table::new(&q)?,
         })
@@ -703,11 +755,12 @@ impl Es256Key {
         };
         let e = Scalar::from_digest(hash);
         let w = s.invert(&s_plain);
-        let u1 = digits(&e.mul(w).to_limbs());
-        let u2 = digits(&r.mul(w).to_limbs());
+        let u1 = digits::<W_GEN>(&e.mul(w).to_limbs());
+        let u2 = digits::<W_KEY>(&r.mul(w).to_limbs());
+        std::hint::black_box(generator.touch(&u1) ^ self.table.touch(&u2));
         let mut acc = Jacobian::INFINITY;
-        generator.mul_add(&u1, &mut acc);
-        self.table.mul_add(&u2, &mut acc);
+        generator.add_digits(&u1, &mut acc);
+        self.table.add_digits(&u2, &mut acc);
         x_matches(&acc, r_be)
     }
 }
@@ -931,19 +984,26 @@ pub(crate) mod tests {
         panic!("no point with a small x above n");
     }
 
-    #[test]
-    fn digits_recompose_the_scalar() {
+    /// Checks that the `W`-bit digits of scalars add up to them again.
+    fn check_digits<const W: usize>() {
         for k in [
             [0u64; 4],
             [1, 0, 0, 0],
             [u64::MAX; 4],
             limbs(&N_BE),
             [0x4040_4040_4040_4040, 0x7f7f_7f7f_7f7f_7f7f, 0x3f, 1 << 63],
+            [
+                0x0800_0800_0800_0800,
+                0xfff7_ff7f_f7ff_7ff7,
+                0x07ff,
+                1 << 63,
+            ],
         ] {
-            let d = digits(&k);
+            let d = digits::<W>(&k);
+            assert!(d[windows(W)..].iter().all(|&x| x == 0));
             // Σ d_i·2^(W·i) by Horner's rule, in 320-bit two's complement.
             let mut acc = [0u64; 5];
-            for digit in d.iter().rev() {
+            for digit in d[..windows(W)].iter().rev() {
                 assert!(digit.unsigned_abs() <= 1 << (W - 1));
                 for j in (1..5).rev() {
                     acc[j] = (acc[j] << W) | (acc[j - 1] >> (64 - W));
@@ -960,26 +1020,42 @@ pub(crate) mod tests {
                     carry = o1 || o2;
                 }
             }
-            assert_eq!(acc, [k[0], k[1], k[2], k[3], 0], "{k:x?}");
+            assert_eq!(acc, [k[0], k[1], k[2], k[3], 0], "W={W} {k:x?}");
+        }
+    }
+
+    #[test]
+    fn digits_recompose_the_scalar() {
+        check_digits::<W_KEY>();
+        check_digits::<W_GEN>();
+    }
+
+    /// Checks a `W`-bit table of `g` against double-and-add.
+    fn check_table<const W: usize>(table: &Table<W>, g: &Affine) {
+        for k in [
+            hex32("0000000000000000000000000000000000000000000000000000000000000001"),
+            hex32("0000000000000000000000000000000000000000000000000000000000000040"),
+            hex32("0000000000000000000000000000000000000000000000000000000000000041"),
+            hex32("0000000000000000000000000000000000000000000000000000000000000800"),
+            hex32("0000000000000000000000000000000000000000000000000000000000000801"),
+            hex32("0000000000000000000000000000000000000000000000000000000000fff801"),
+            GY_BE,
+            P_MINUS_N_BE,
+            N_MINUS_2_BE,
+        ] {
+            let mut acc = Jacobian::INFINITY;
+            table.mul_add(&limbs(&k), &mut acc);
+            assert_eq!(affine_x(&acc), affine_x(&mul_plain(g, &k)), "W={W} {k:x?}");
         }
     }
 
     #[test]
     fn tables_agree_with_double_and_add() {
         let g = generator();
-        let table = Table::new(&g).unwrap();
-        for k in [
-            hex32("0000000000000000000000000000000000000000000000000000000000000001"),
-            hex32("0000000000000000000000000000000000000000000000000000000000000040"),
-            hex32("0000000000000000000000000000000000000000000000000000000000000041"),
-            GY_BE,
-            P_MINUS_N_BE,
-            N_MINUS_2_BE,
-        ] {
-            let mut acc = Jacobian::INFINITY;
-            table.mul_add(&digits(&limbs(&k)), &mut acc);
-            assert_eq!(affine_x(&acc), affine_x(&mul_plain(&g, &k)), "{k:x?}");
-        }
+        check_table(&Table::<W_KEY>::new(&g).unwrap(), &g);
+        let shared = GENERATOR.as_ref().unwrap();
+        check_table(shared, &g);
+        assert_eq!(shared.0.len(), windows(W_GEN) * row_len(W_GEN));
     }
 
     #[test]
@@ -1094,14 +1170,22 @@ pub(crate) mod tests {
                 assert!(key.verify(msg.as_bytes(), sig.as_ref()));
             }
             // With Q = ±G, u1·G + u2·Q = (u1 ± u2)·G. Scalars chosen so
-            // that the per-window sums meet equal or opposite points.
-            let table = Table::new(&q).unwrap();
-            let g = GENERATOR.as_ref().unwrap();
+            // that the per-window sums meet equal or opposite points: both
+            // tables with the same windows (the shared generator table's
+            // are wider, so its sums meet them less often; checked too).
+            let table = Table::<W_KEY>::new(&q).unwrap();
+            let g = Table::<W_KEY>::new(&generator()).unwrap();
+            let shared = GENERATOR.as_ref().unwrap();
             for k in [GX_BE, P_MINUS_N_BE, N_MINUS_2_BE] {
-                let d = digits(&limbs(&k));
+                let d = limbs(&k);
                 let mut acc = Jacobian::INFINITY;
                 g.mul_add(&d, &mut acc);
                 table.mul_add(&d, &mut acc);
+                let mut wide = Jacobian::INFINITY;
+                shared.mul_add(&d, &mut wide);
+                table.mul_add(&d, &mut wide);
+                assert_eq!(affine_x(&acc), affine_x(&wide));
+                assert_eq!(acc.infinity, wide.infinity);
                 if private == one {
                     // 2k·G
                     let mut twice = mul_plain(&generator(), &k);
