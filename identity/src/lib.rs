@@ -62,6 +62,7 @@ pub mod der;
 mod error;
 pub mod fetch;
 mod keys;
+pub(crate) mod modinv;
 pub mod p256;
 pub mod passport;
 mod replay;

@@ -14,8 +14,8 @@
 //!
 //! - Field addition and subtraction and all arithmetic modulo n are
 //!   fiat-crypto's (generated from a proof of correctness, safe Rust). The
-//!   inverse of `s` is crypto-bigint's variable-time safegcd, checked by a
-//!   multiplication. Field multiplication and squaring are written here for
+//!   inverse of `s` is a variable-time safegcd ([`crate::modinv`]), checked
+//!   by a multiplication. Field multiplication and squaring are written here for
 //!   p's shape (about 40 % faster than fiat's generic Montgomery code) and
 //!   tested against fiat's.
 //! - This module adds the point formulas, the tables and the checks of the
@@ -33,9 +33,10 @@
 
 use std::sync::LazyLock;
 
-use crypto_bigint::{Odd, U256};
 use fiat_crypto::p256_64 as fp;
 use fiat_crypto::p256_scalar_64 as fs;
+
+use crate::modinv;
 
 /// Bits per window of a key's table: 37 windows of 64 points, 150 KB a key
 /// (a node keeps the tables of every key it has seen recently).
@@ -378,19 +379,16 @@ impl Scalar {
     }
 
     /// The inverse of a nonzero scalar given by its little-endian limbs
-    /// (below n). crypto-bigint's variable-time safegcd finds it in a few
-    /// microseconds; the product is checked, so a wrong answer cannot pass,
+    /// (below n). A variable-time safegcd ([`modinv`]) finds it in about a
+    /// microsecond; the product is checked, so a wrong answer cannot pass,
     /// and Fermat's little theorem is the fallback.
     fn invert(self, plain: &[u64; 4]) -> Scalar {
-        const ORDER: Odd<U256> = Odd::<U256>::from_be_hex(N_HEX);
-        let inverse = U256::from_words(*plain).invert_odd_mod_vartime(&ORDER);
-        if let Some(w) = Option::<U256>::from(inverse) {
-            let words = w.to_words();
-            if limbs_below_n(&words) {
-                let w = Scalar::from_limbs(words);
-                if self.mul(w) == Scalar::one() {
-                    return w;
-                }
+        if let Some(words) = modinv::invert_vartime(plain, &modinv::Modulus::P256_ORDER)
+            && limbs_below_n(&words)
+        {
+            let w = Scalar::from_limbs(words);
+            if self.mul(w) == Scalar::one() {
+                return w;
             }
         }
         self.invert_fermat()
@@ -876,7 +874,10 @@ pub(crate) mod tests {
         assert_eq!(s.mul(s.invert(&plain)), Scalar::one());
         assert_eq!(s.invert_fermat(), s.invert(&plain));
         assert!(limbs_below_n(&limbs(&N_MINUS_2_BE)));
-        assert_eq!(U256::from_be_slice(&N_BE).to_words(), limbs(&N_BE));
+        assert_eq!(
+            crypto_bigint::U256::from_be_slice(&N_BE).to_words(),
+            limbs(&N_BE)
+        );
         // A digest of n or more is reduced (one in 2^32 is).
         assert_eq!(
             Scalar::from_digest(&[0xff; 32]),
