@@ -14,10 +14,10 @@
 //!
 //! - Field addition and subtraction and all arithmetic modulo n are
 //!   fiat-crypto's (generated from a proof of correctness, safe Rust). The
-//!   inverse of `s` is a variable-time safegcd ([`crate::modinv`]), checked
-//!   by a multiplication. Field multiplication and squaring are written here for
-//!   p's shape (about 40 % faster than fiat's generic Montgomery code) and
-//!   tested against fiat's.
+//!   inverse of `s` is a variable-time safegcd ([`crate::modinv`]),
+//!   checked by a multiplication. Field multiplication and squaring are
+//!   written here for p's shape (about 40 % faster than fiat's generic
+//!   Montgomery code) and tested against fiat's.
 //! - This module adds the point formulas, the tables and the checks of the
 //!   verification algorithm.
 //! - The point formulas are Jacobian (`madd-2007-bl`, `dbl-2001-b` for
