@@ -562,17 +562,10 @@ impl Jacobian {
         };
     }
 
-    /// `self = self + d·(row's base)` for a signed digit.
+    /// `self = self + p`, or `self - p` when `negative`.
     #[inline]
-    fn add_digit(&mut self, row: &[Affine], d: i16) {
-        let index = usize::from(d.unsigned_abs());
-        if index == 0 {
-            return;
-        }
-        let Some(p) = row.get(index - 1) else {
-            return;
-        };
-        if d > 0 {
+    fn add_signed(&mut self, p: &Affine, negative: bool) {
+        if !negative {
             self.add_affine(p);
         } else {
             self.add_affine(&Affine {
@@ -647,10 +640,13 @@ impl<const W: usize> Table<W> {
         Some(Table(entries.into_boxed_slice()))
     }
 
-    fn row(&self, window: usize) -> &[Affine] {
+    /// The entry a digit of a window adds, `|d|·2^(W·window)·P` (`None`
+    /// for a zero digit).
+    fn entry(&self, window: usize, d: i16) -> Option<&Affine> {
+        let index = usize::from(d.unsigned_abs()).checked_sub(1)?;
         self.0
-            .get(window * Self::ROW..(window + 1) * Self::ROW)
-            .unwrap_or(&[])
+            .get(window * Self::ROW..(window + 1) * Self::ROW)?
+            .get(index)
     }
 
     /// `acc = acc + k·P` for a scalar k below 2^256.
@@ -661,8 +657,10 @@ impl<const W: usize> Table<W> {
 
     /// `acc = acc + k·P` from the digits of k.
     fn add_digits(&self, digits: &[i16; MAX_WINDOWS], acc: &mut Jacobian) {
-        for (i, d) in digits.iter().take(windows(W)).enumerate() {
-            acc.add_digit(self.row(i), *d);
+        for (i, &d) in digits.iter().take(windows(W)).enumerate() {
+            if let Some(p) = self.entry(i, d) {
+                acc.add_signed(p, d < 0);
+            }
         }
     }
 
@@ -675,9 +673,8 @@ impl<const W: usize> Table<W> {
     /// what was read, for `black_box`, so that the reads stay.
     fn touch(&self, digits: &[i16; MAX_WINDOWS]) -> u64 {
         let mut sink = 0;
-        for (i, d) in digits.iter().take(windows(W)).enumerate() {
-            let index = usize::from(d.unsigned_abs());
-            if let Some(p) = index.checked_sub(1).and_then(|j| self.row(i).get(j)) {
+        for (i, &d) in digits.iter().take(windows(W)).enumerate() {
+            if let Some(p) = self.entry(i, d) {
                 sink ^= p.x.0[0] ^ p.y.0[3];
             }
         }
