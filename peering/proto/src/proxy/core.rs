@@ -450,6 +450,11 @@ enum TimerRef {
 /// `Instant` and a `u64` took 24 (32 in an `Option`).
 type TimerKey = (i64, NonZeroU64);
 
+/// How many due timers [`Proxy::handle_timeout`] looks up together before
+/// handling them (see `Proxy::read_ahead_timers`): their slots, keys and
+/// entries, about four cache lines each, stay well within the L1 cache.
+const READ_AHEAD: usize = 16;
+
 /// The proxy's deadlines, in order, each removable when what it was for
 /// ends or moves. A heap that left cancelled entries in place until they
 /// came due held every call's Timer C entry (3 minutes) and every
@@ -511,6 +516,11 @@ impl TimerQueue {
     /// saturated at 292 years either way.
     fn tick(&mut self, at: Instant) -> i64 {
         let base = *self.base.get_or_insert(at);
+        Self::offset(base, at)
+    }
+
+    /// `at` in nanoseconds from `base`, saturated at 292 years either way.
+    fn offset(base: Instant, at: Instant) -> i64 {
         match at.checked_duration_since(base) {
             Some(ahead) => i64::try_from(ahead.as_nanos()).unwrap_or(i64::MAX),
             None => i64::try_from(base.duration_since(at).as_nanos()).map_or(i64::MIN, |n| -n),
@@ -540,6 +550,16 @@ impl TimerQueue {
 
     fn next(&self) -> Option<Instant> {
         self.at(self.first()?)
+    }
+
+    /// Up to `max` of the transaction timers due at `now`, earliest first,
+    /// left in the queue: whether each is a client's and its key's text.
+    fn peek_due(&self, now: Instant, max: usize) -> impl Iterator<Item = (bool, &Arc<str>)> {
+        let end = self.base.map(|base| Self::offset(base, now));
+        end.into_iter()
+            .flat_map(move |end| self.queue.range(..=(end, NonZeroU64::MAX)))
+            .take(max)
+            .map(|(key, text)| (key.1.get() & Self::KIND == Self::CLIENT, text))
     }
 
     /// The earliest entry, if due at `now`.
@@ -775,7 +795,16 @@ impl Proxy {
 
     /// Every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some((armed, timer)) = self.timers.pop_due(now) {
+        // Due timers left from the last read-ahead.
+        let mut ahead = 0;
+        loop {
+            if ahead == 0 {
+                ahead = self.read_ahead_timers(now);
+            }
+            ahead -= 1;
+            let Some((armed, timer)) = self.timers.pop_due(now) else {
+                break;
+            };
             match timer {
                 TimerRef::Server(key) => {
                     let Some(entry) = self.servers.get_mut(&key) else {
@@ -808,6 +837,41 @@ impl Proxy {
                 TimerRef::TimerC(ctx_id) => self.fire_timer_c(now, ctx_id, armed),
             }
         }
+    }
+
+    /// Looks up the transactions of the next [`READ_AHEAD`] due timers
+    /// before any of them is handled, and returns how many it looked up
+    /// (at least 1, so that the caller asks again only after as many pops).
+    ///
+    /// The timers that end most transactions (J, K, L, M) fire 5 to 32 s
+    /// after their transaction last did anything, so its table slot, key
+    /// and entry have long left the caches: handled one by one, each timer
+    /// waited for three or four misses in a row, and the timers were 8 %
+    /// of the node's CPU (perf, udp-static at 6,000 cps), two thirds of it
+    /// in the table lookups. Independent lookups issued together overlap
+    /// those misses; the handling that follows finds the lines cached.
+    fn read_ahead_timers(&self, now: Instant) -> usize {
+        // The keys' text first, all of them: hashing a key waits for it, and
+        // these loads depend on nothing else, so they overlap best. Then the
+        // lookups, whose slot, key and entry follow one from another. What
+        // is read is folded into one value, so that no store waits on a
+        // load before the next lookup starts.
+        let mut seen = 0usize;
+        let mut n = 0;
+        for (_, text) in self.timers.peek_due(now, READ_AHEAD) {
+            seen ^= usize::from(text.as_bytes().first().copied().unwrap_or(0));
+            n += 1;
+        }
+        for (client, text) in self.timers.peek_due(now, READ_AHEAD) {
+            let armed = if client {
+                self.clients.get(&**text).map(|e| e.armed)
+            } else {
+                self.servers.get(&**text).map(|e| e.armed)
+            };
+            seen ^= armed.flatten().map_or(0, |(tick, _)| tick as usize);
+        }
+        std::hint::black_box(seen);
+        n.max(1)
     }
 
     /// The edge could not deliver the transmission tagged `token`.
@@ -2473,5 +2537,45 @@ impl TxnMessage for Message {
         // should it not, re-sending the response is harmless (a peer drops a
         // stray response) where re-sending the request would not be.
         build_ack(request, response).unwrap_or_else(|| response.clone())
+    }
+}
+
+#[cfg(test)]
+mod timer_queue_tests {
+    use super::*;
+
+    #[test]
+    fn peek_due_lists_the_due_transaction_timers_in_order_and_keeps_them() {
+        #[expect(clippy::disallowed_methods, reason = "a base instant for the test")]
+        let t0 = Instant::now();
+        let mut q = TimerQueue::default();
+        let text = |s: &str| -> Arc<str> { Arc::from(s) };
+        q.arm(
+            t0 + Duration::from_secs(2),
+            TimerRef::Server(ServerKey(text("s2"))),
+        );
+        q.arm(
+            t0 + Duration::from_secs(1),
+            TimerRef::Client(ClientKey(text("c1"))),
+        );
+        q.arm(t0 + Duration::from_secs(1), TimerRef::TimerC(9));
+        q.arm(
+            t0 + Duration::from_secs(3),
+            TimerRef::Client(ClientKey(text("c3"))),
+        );
+        let peek = |q: &TimerQueue, at: u64, max: usize| -> Vec<(bool, String)> {
+            q.peek_due(t0 + Duration::from_secs(at), max)
+                .map(|(client, t)| (client, t.to_string()))
+                .collect()
+        };
+        assert!(peek(&q, 0, 16).is_empty(), "nothing due yet");
+        assert_eq!(
+            peek(&q, 2, 16),
+            vec![(true, "c1".to_owned()), (false, "s2".to_owned())],
+            "Timer C entries are not transaction timers"
+        );
+        assert_eq!(peek(&q, 5, 1), vec![(true, "c1".to_owned())]);
+        assert_eq!(q.len(), 4, "peeking removes nothing");
+        assert!(TimerQueue::default().peek_due(t0, 16).next().is_none());
     }
 }

@@ -1415,3 +1415,25 @@ fn topology_hiding_routes_the_callee_side_back_to_the_caller() {
         }
     );
 }
+
+#[test]
+fn many_timers_due_together_are_all_handled() {
+    // Forty answered calls: their INVITE transactions linger for Timers L
+    // and M, all due at the same instant, so one handle_timeout takes 80
+    // timers, read ahead 16 at a time.
+    let mut h = Harness::new();
+    for i in 0..40 {
+        let fwd = forwarded_invite(&mut h, &format!("z9hG4bKmany{i}"));
+        h.recv(&reply(&fwd, 200, Some("tb")), B);
+        assert_eq!(h.statuses_to(A), vec![200]);
+    }
+    assert_eq!(h.proxy.transaction_count(), 80);
+    assert_eq!(h.proxy.timer_count(), 80);
+    let due = h.proxy.poll_timeout().expect("a deadline");
+    h.now = due;
+    h.proxy.handle_timeout(due);
+    h.drain();
+    assert_eq!(h.proxy.transaction_count(), 0, "all 80 ended in one call");
+    assert_eq!(h.proxy.timer_count(), 0);
+    assert!(h.sent.is_empty(), "lingering transactions end silently");
+}
