@@ -552,12 +552,19 @@ impl TimerQueue {
         self.at(self.first()?)
     }
 
+    /// The greatest key due at `now`: a key is due when it is at most this
+    /// (its deadline is at most `now`, whatever its sequence word). `None`
+    /// before any deadline was armed.
+    fn due_until(&self, now: Instant) -> Option<TimerKey> {
+        Some((Self::offset(self.base?, now), NonZeroU64::MAX))
+    }
+
     /// Up to `max` of the transaction timers due at `now`, earliest first,
     /// left in the queue: whether each is a client's and its key's text.
     fn peek_due(&self, now: Instant, max: usize) -> impl Iterator<Item = (bool, &Arc<str>)> {
-        let end = self.base.map(|base| Self::offset(base, now));
-        end.into_iter()
-            .flat_map(move |end| self.queue.range(..=(end, NonZeroU64::MAX)))
+        self.due_until(now)
+            .into_iter()
+            .flat_map(move |end| self.queue.range(..=end))
             .take(max)
             .map(|(key, text)| (key.1.get() & Self::KIND == Self::CLIENT, text))
     }
@@ -565,7 +572,7 @@ impl TimerQueue {
     /// The earliest entry, if due at `now`.
     fn pop_due(&mut self, now: Instant) -> Option<(TimerKey, TimerRef)> {
         let first = self.first()?;
-        if self.at(first)? > now {
+        if first > self.due_until(now)? {
             return None;
         }
         let kind = first.1.get() & Self::KIND;
